@@ -1,0 +1,233 @@
+//! Platform knowledge for Junction, and nothing about the store.
+//!
+//! A connector turns the bytes a platform sends (a webhook) into typed, normalised
+//! [`Record`]s, after verifying the request exactly as the platform signs it. It never
+//! sees the database: the hub owns storage, scheduling, retries and identity resolution.
+//!
+//! The registry is closed: [`ConnectorKind`] lists every kind and [`build`] is the one
+//! `match` that constructs a connector from its config and secrets.
+
+pub mod form;
+pub(crate) mod payload;
+pub mod record;
+pub mod registry;
+pub mod signature;
+pub mod testing;
+#[cfg(test)]
+mod test_support;
+
+pub mod generic_hmac;
+pub mod jotform;
+pub mod shopify;
+pub mod slack;
+pub mod square;
+pub mod standard_webhooks;
+pub mod stripe;
+pub mod twilio;
+pub mod typeform;
+pub mod wechat;
+pub mod whatsapp;
+pub mod woocommerce;
+
+pub use record::*;
+pub use registry::{build, ConnectorKind, KindDescriptor, UnknownKind};
+
+use chrono::{DateTime, Utc};
+
+/// An incoming webhook request as the hub received it, before any parsing.
+#[derive(Debug, Clone, Copy)]
+pub struct WebhookRequest<'a> {
+    /// Upper-case HTTP method (`GET`, `POST`).
+    pub method: &'a str,
+    /// The public URL the platform called, including the query string. Built from the
+    /// hub's configured public base URL so that schemes signing the URL (Square, Twilio)
+    /// verify behind a proxy.
+    pub url: &'a str,
+    /// Header names in lower case, values as received.
+    pub headers: &'a [(String, String)],
+    /// Decoded query parameters, in the order received.
+    pub query: &'a [(String, String)],
+    /// The raw body bytes, exactly as received.
+    pub body: &'a [u8],
+}
+
+impl WebhookRequest<'_> {
+    /// The first header with this (lower-case) name.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// The first query parameter with this name.
+    pub fn query_param(&self, name: &str) -> Option<&str> {
+        self.query
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// The first header present among `names` (platforms that renamed their headers).
+    pub fn header_any(&self, names: &[&str]) -> Option<&str> {
+        names.iter().find_map(|n| self.header(n))
+    }
+
+    /// Refuse any method but `method`.
+    pub fn require_method(&self, method: &str) -> Result<(), WebhookError> {
+        if self.method.eq_ignore_ascii_case(method) {
+            Ok(())
+        } else {
+            Err(WebhookError::MethodNotAllowed)
+        }
+    }
+}
+
+/// What the hub should do with a verified request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WebhookOutcome {
+    /// A handshake or ping the platform expects answered directly (WhatsApp
+    /// `hub.challenge`, Slack `url_verification`, WeChat `echostr`, WooCommerce creation
+    /// ping). Nothing is stored.
+    Respond(Reply),
+    /// A verified event: the hub stores it in the inbox (deduplicated on `event_id`) and,
+    /// once committed, answers with `ack`.
+    Accept {
+        /// The platform's id for this delivery, stable across its retries.
+        event_id: String,
+        /// The platform's event type or topic (`orders/create`, `customer.created`, …).
+        event_type: String,
+        /// What to answer once the event is durably stored.
+        ack: Reply,
+    },
+}
+
+/// A direct HTTP answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reply {
+    pub status: u16,
+    pub content_type: &'static str,
+    pub body: Vec<u8>,
+}
+
+impl Reply {
+    /// `200 OK` with an empty body.
+    pub fn ok() -> Self {
+        Self::text(200, "")
+    }
+
+    /// A `text/plain` answer.
+    pub fn text(status: u16, body: &str) -> Self {
+        Self {
+            status,
+            content_type: "text/plain; charset=utf-8",
+            body: body.as_bytes().to_vec(),
+        }
+    }
+}
+
+/// Why a webhook was refused. Messages never contain secrets or payload data.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum WebhookError {
+    #[error("missing signature: expected header or parameter `{0}`")]
+    MissingSignature(&'static str),
+    #[error("signature does not match")]
+    BadSignature,
+    #[error("timestamp outside the allowed window of {tolerance_secs} s")]
+    StaleTimestamp { tolerance_secs: i64 },
+    #[error("malformed request: {0}")]
+    Malformed(String),
+    #[error("method not allowed")]
+    MethodNotAllowed,
+}
+
+/// Why a stored event could not be turned into records.
+#[derive(Debug, thiserror::Error)]
+pub enum ParseError {
+    #[error("payload is not valid {format}: {detail}")]
+    Invalid { format: &'static str, detail: String },
+    #[error("missing field `{0}`")]
+    MissingField(&'static str),
+}
+
+/// Why a connector could not be built from its configuration.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum ConfigError {
+    #[error("config field `{field}`: {reason}")]
+    Invalid { field: String, reason: String },
+    #[error("missing secret `{0}`")]
+    MissingSecret(String),
+}
+
+/// An inbox row handed back to the connector for parsing.
+#[derive(Debug, Clone)]
+pub struct StoredEvent {
+    pub event_id: String,
+    pub event_type: String,
+    /// Header names in lower case.
+    pub headers: Vec<(String, String)>,
+    pub query: Vec<(String, String)>,
+    pub body: Vec<u8>,
+    pub received_at: DateTime<Utc>,
+}
+
+impl StoredEvent {
+    /// The first header with this name (any case).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+    }
+
+    /// The first header present among `names`.
+    pub fn header_any(&self, names: &[&str]) -> Option<&str> {
+        names.iter().find_map(|n| self.header(n))
+    }
+
+    /// The first query parameter with this name.
+    pub fn query_param(&self, name: &str) -> Option<&str> {
+        self.query.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+    }
+}
+
+/// The secrets a connector verifies with. During a rotation grace period `previous`
+/// holds the old secret and either one verifies.
+#[derive(Clone, Default)]
+pub struct Secrets {
+    pub current: std::collections::BTreeMap<String, String>,
+    pub previous: Option<std::collections::BTreeMap<String, String>>,
+}
+
+impl std::fmt::Debug for Secrets {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Secrets")
+            .field("current", &self.current.keys().collect::<Vec<_>>())
+            .field("previous", &self.previous.as_ref().map(|p| p.keys().count()))
+            .finish()
+    }
+}
+
+impl Secrets {
+    /// Every value held for `name`, current first, then the one in its grace period.
+    pub fn values(&self, name: &str) -> Vec<&str> {
+        let mut out: Vec<&str> = self.current.get(name).map(String::as_str).into_iter().collect();
+        if let Some(prev) = self.previous.as_ref().and_then(|p| p.get(name)) {
+            out.push(prev.as_str());
+        }
+        out
+    }
+}
+
+/// A platform integration: verifies webhooks and parses stored events.
+///
+/// Implementations are pure translation: no I/O, no clocks (`now` is passed in), no store.
+pub trait Connector: Send + Sync {
+    /// Which kind this is.
+    fn kind(&self) -> ConnectorKind;
+
+    /// Verify a request over its raw bytes, before any parsing of the payload. Returns what
+    /// to do with it, or why it is refused (nothing is stored then).
+    fn verify(&self, req: &WebhookRequest<'_>, now: DateTime<Utc>) -> Result<WebhookOutcome, WebhookError>;
+
+    /// Turn a stored, verified event into normalised records. An event the hub need not
+    /// act on (an unknown topic) yields an empty vector, not an error.
+    fn parse(&self, event: &StoredEvent) -> Result<Vec<Record>, ParseError>;
+}

@@ -1,0 +1,279 @@
+//! Configuration: built-in defaults → optional TOML file → `JUNCTION_*` environment.
+//!
+//! Nested keys use `__` in the environment (`JUNCTION_SERVER__BIND=0.0.0.0:8080`);
+//! `DATABASE_URL` is honoured as `database.url`. Every value is checked at start and an
+//! invalid one is reported with its key and what was expected.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use figment::providers::{Env, Format, Serialized, Toml};
+use figment::Figment;
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Where the SQLite database and other local state live.
+    pub data_dir: PathBuf,
+    pub server: ServerConfig,
+    pub database: DatabaseConfig,
+    pub log: LogConfig,
+    pub identity: IdentityConfig,
+    pub graphql: GraphqlConfig,
+    pub ingest: IngestConfig,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    pub bind: SocketAddr,
+    /// The URL platforms call, e.g. `https://hub.example.com`. Schemes that sign the URL
+    /// (Square, Twilio) verify against it, so a proxy rewriting host or scheme is harmless.
+    pub public_base_url: Option<String>,
+    /// Largest request body accepted, in bytes (413 beyond).
+    pub body_limit_bytes: usize,
+    /// How long SIGTERM waits for in-flight requests, in seconds.
+    pub shutdown_grace_secs: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DatabaseConfig {
+    /// `sqlite://…` or `postgres://…`; empty means `<data_dir>/junction.db`.
+    pub url: Option<String>,
+    pub max_connections: u32,
+    /// Apply pending migrations when `serve` starts.
+    pub migrate_on_start: bool,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogConfig {
+    /// `text` or `json`.
+    pub format: LogFormat,
+    /// A tracing filter such as `info` or `junction=debug,tower_http=info`.
+    pub filter: String,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct IdentityConfig {
+    /// Regions tried, in order, for a phone number written without a country code and
+    /// with no other hint; accepted only when exactly one of them gives a valid number.
+    pub likely_regions: Vec<String>,
+    /// Extra junk values that never become identifiers.
+    pub junk_values: Vec<String>,
+    /// Extra junk regular expressions.
+    pub junk_patterns: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct GraphqlConfig {
+    /// Largest `first`/`last` on any connection.
+    pub max_page_size: u32,
+    pub max_depth: usize,
+    pub max_complexity: usize,
+    /// Serve GraphiQL on `GET /graphql`.
+    pub graphiql: bool,
+    pub introspection: bool,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct IngestConfig {
+    /// Inbox worker tasks per process.
+    pub workers: usize,
+    /// Attempts before an event becomes a dead letter.
+    pub max_attempts: i32,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            data_dir: PathBuf::from("data"),
+            server: ServerConfig::default(),
+            database: DatabaseConfig::default(),
+            log: LogConfig::default(),
+            identity: IdentityConfig::default(),
+            graphql: GraphqlConfig::default(),
+            ingest: IngestConfig::default(),
+        }
+    }
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            bind: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            public_base_url: None,
+            body_limit_bytes: 1024 * 1024,
+            shutdown_grace_secs: 20,
+        }
+    }
+}
+
+impl Default for DatabaseConfig {
+    fn default() -> Self {
+        Self { url: None, max_connections: 16, migrate_on_start: true }
+    }
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        Self { format: LogFormat::Text, filter: "info".into() }
+    }
+}
+
+impl Default for IdentityConfig {
+    fn default() -> Self {
+        Self {
+            likely_regions: ["US", "CN", "GB", "DE", "FR", "ES"].map(String::from).to_vec(),
+            junk_values: vec![],
+            junk_patterns: vec![],
+        }
+    }
+}
+
+impl Default for GraphqlConfig {
+    fn default() -> Self {
+        Self { max_page_size: 100, max_depth: 12, max_complexity: 5000, graphiql: true, introspection: true }
+    }
+}
+
+impl Default for IngestConfig {
+    fn default() -> Self {
+        Self { workers: 2, max_attempts: 8 }
+    }
+}
+
+/// A configuration value that cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("configuration: {0}")]
+    Parse(String),
+    #[error("configuration key `{key}`: {expected}")]
+    Invalid { key: &'static str, expected: String },
+}
+
+impl Config {
+    /// Load defaults, then `file` (if given), then the environment, and validate.
+    pub fn load(file: Option<&Path>) -> Result<Self, ConfigError> {
+        let mut fig = Figment::from(Serialized::defaults(Config::default()));
+        if let Some(path) = file {
+            if !path.exists() {
+                return Err(ConfigError::Parse(format!("config file {} does not exist", path.display())));
+            }
+            fig = fig.merge(Toml::file(path));
+        }
+        fig = fig.merge(Env::prefixed("JUNCTION_").split("__"));
+        if let Ok(url) = std::env::var("DATABASE_URL") {
+            fig = fig.merge(Serialized::default("database.url", url));
+        }
+        let config: Config = fig.extract().map_err(|e| ConfigError::Parse(describe(e)))?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Semantic checks serde cannot express.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if let Some(url) = &self.database.url {
+            if !(url.starts_with("sqlite:") || url.starts_with("postgres://") || url.starts_with("postgresql://")) {
+                return Err(ConfigError::Invalid {
+                    key: "database.url",
+                    expected: "a sqlite:… or postgres://… URL".into(),
+                });
+            }
+        }
+        if self.database.max_connections == 0 {
+            return Err(ConfigError::Invalid { key: "database.max_connections", expected: "at least 1".into() });
+        }
+        if let Some(base) = &self.server.public_base_url {
+            if !(base.starts_with("http://") || base.starts_with("https://")) || base.ends_with('/') {
+                return Err(ConfigError::Invalid {
+                    key: "server.public_base_url",
+                    expected: "an http(s) URL without a trailing slash".into(),
+                });
+            }
+        }
+        if self.server.body_limit_bytes < 1024 {
+            return Err(ConfigError::Invalid { key: "server.body_limit_bytes", expected: "at least 1024".into() });
+        }
+        if self.graphql.max_page_size == 0 {
+            return Err(ConfigError::Invalid { key: "graphql.max_page_size", expected: "at least 1".into() });
+        }
+        if self.ingest.max_attempts < 1 {
+            return Err(ConfigError::Invalid { key: "ingest.max_attempts", expected: "at least 1".into() });
+        }
+        for r in &self.identity.likely_regions {
+            if r.len() != 2 || !r.bytes().all(|b| b.is_ascii_uppercase()) {
+                return Err(ConfigError::Invalid {
+                    key: "identity.likely_regions",
+                    expected: format!("ISO-3166 alpha-2 codes in upper case, got `{r}`"),
+                });
+            }
+        }
+        for p in &self.identity.junk_patterns {
+            if regex::Regex::new(p).is_err() {
+                return Err(ConfigError::Invalid {
+                    key: "identity.junk_patterns",
+                    expected: format!("valid regular expressions; `{p}` is not"),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// The database URL in force: the configured one, else the SQLite file in the data dir.
+    pub fn database_url(&self) -> String {
+        match &self.database.url {
+            Some(url) if !url.is_empty() => url.clone(),
+            _ => format!("sqlite://{}?mode=rwc", self.data_dir.join("junction.db").display()),
+        }
+    }
+}
+
+fn describe(e: figment::Error) -> String {
+    e.into_iter()
+        .map(|err| {
+            let key = if err.path.is_empty() { String::new() } else { format!("key `{}`: ", err.path.join(".")) };
+            format!("{key}{}", err.kind)
+        })
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn file_values_override_defaults_and_bad_values_name_their_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("junction.toml");
+        std::fs::write(&path, "[server]\nbind = \"127.0.0.1:9999\"\n").unwrap();
+        let config = Config::load(Some(&path)).unwrap();
+        assert_eq!(config.server.bind.port(), 9999);
+
+        std::fs::write(&path, "[server]\nbind = \"not an address\"\n").unwrap();
+        let err = Config::load(Some(&path)).unwrap_err().to_string();
+        assert!(err.contains("server.bind"), "{err}");
+
+        std::fs::write(&path, "[graphql]\nmax_page_size = 0\n").unwrap();
+        let err = Config::load(Some(&path)).unwrap_err().to_string();
+        assert!(err.contains("graphql.max_page_size"), "{err}");
+
+        std::fs::write(&path, "[server]\nbnid = 1\n").unwrap();
+        let err = Config::load(Some(&path)).unwrap_err().to_string();
+        assert!(err.contains("bnid"), "{err}");
+    }
+}

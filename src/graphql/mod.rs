@@ -1,0 +1,67 @@
+//! The GraphQL API: schema building, queries, mutations, subscriptions and loaders.
+//! Resolvers call store and domain functions; they never build SQL.
+
+pub mod error;
+pub mod loaders;
+pub mod mutation;
+pub mod query;
+pub mod subscription;
+pub mod types;
+
+use async_graphql::dataloader::DataLoader;
+use async_graphql::{Context, Schema};
+
+use crate::AppState;
+use error::ApiError;
+use loaders::{EventLoader, IdentityLoader, OrderLoader, TagLoader};
+
+pub type JunctionSchema = Schema<query::Query, mutation::Mutation, subscription::Subscription>;
+
+/// Build the schema with the limits from config.
+pub fn build_schema(state: Option<AppState>, config: &crate::config::GraphqlConfig) -> JunctionSchema {
+    let mut builder = Schema::build(query::Query, mutation::Mutation, subscription::Subscription)
+        .limit_depth(config.max_depth)
+        .limit_complexity(config.max_complexity);
+    if !config.introspection {
+        builder = builder.disable_introspection();
+    }
+    if let Some(state) = state {
+        builder = builder.data(state);
+    }
+    builder.finish()
+}
+
+/// The SDL of the schema, as written to `schema.graphql`.
+pub fn sdl() -> String {
+    build_schema(None, &crate::config::GraphqlConfig::default()).sdl()
+}
+
+/// Per-request data: fresh loaders so nothing is cached across requests.
+pub fn request_loaders(req: async_graphql::Request, state: &AppState) -> async_graphql::Request {
+    let store = state.store.clone();
+    req.data(DataLoader::new(IdentityLoader(store.clone()), tokio::spawn))
+        .data(DataLoader::new(OrderLoader(store.clone()), tokio::spawn))
+        .data(DataLoader::new(TagLoader(store.clone()), tokio::spawn))
+        .data(DataLoader::new(EventLoader(store), tokio::spawn))
+}
+
+pub(crate) fn state<'a>(ctx: &Context<'a>) -> &'a AppState {
+    ctx.data_unchecked::<AppState>()
+}
+
+/// Validate a page size argument against the configured cap (default 20).
+pub(crate) fn page_size(ctx: &Context<'_>, first: Option<i32>, last: Option<i32>, name: &str) -> Result<u64, ApiError> {
+    let max = state(ctx).config.graphql.max_page_size as i64;
+    let (value, arg) = match (first, last) {
+        (Some(f), _) => (f as i64, name),
+        (None, Some(l)) => (l as i64, "last"),
+        (None, None) => return Ok(20.min(max) as u64),
+    };
+    if value < 0 {
+        return Err(ApiError::validation(arg, "must not be negative"));
+    }
+    if value > max {
+        return Err(ApiError::validation(arg, format!("must be at most {max}")));
+    }
+    Ok(value as u64)
+}

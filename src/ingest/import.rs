@@ -1,0 +1,240 @@
+//! Streaming import (memory does not grow with the file) and export.
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::path::Path;
+
+use serde_json::json;
+
+use super::FlatRecord;
+use crate::identity::{KeyExtractor, Observation};
+use crate::ids::{CustomerId, IdentityId};
+use crate::store::{Store, StoreResult};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ImportFormat {
+    JsonLines,
+    Csv,
+}
+
+impl ImportFormat {
+    /// From a file name: `.csv` is CSV, anything else JSON Lines.
+    pub fn from_path(path: &Path) -> Self {
+        match path.extension().and_then(|e| e.to_str()) {
+            Some(e) if e.eq_ignore_ascii_case("csv") => Self::Csv,
+            _ => Self::JsonLines,
+        }
+    }
+}
+
+/// What an import did.
+#[derive(Debug, Default, Clone)]
+pub struct ImportSummary {
+    pub read: u64,
+    pub created: u64,
+    pub attached: u64,
+    pub merged: u64,
+    pub rejected: u64,
+    /// Rejected records by reason.
+    pub reasons: BTreeMap<String, u64>,
+    /// Identifiers set aside (junk, invalid, ambiguous) by reason, in accepted records.
+    pub identifiers_set_aside: BTreeMap<String, u64>,
+    pub seconds: f64,
+}
+
+impl std::fmt::Display for ImportSummary {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "read {} records: {} created, {} attached, {} merges, {} rejected",
+            self.read, self.created, self.attached, self.merged, self.rejected
+        )?;
+        if !self.reasons.is_empty() {
+            let r: Vec<String> = self.reasons.iter().map(|(k, v)| format!("{k}: {v}")).collect();
+            write!(f, " ({})", r.join("; "))?;
+        }
+        let set_aside: u64 = self.identifiers_set_aside.values().sum();
+        if set_aside > 0 {
+            write!(f, "; {set_aside} identifiers set aside")?;
+        }
+        write!(f, " in {:.1} s ({:.0} records/s)", self.seconds, self.read as f64 / self.seconds.max(1e-9))
+    }
+}
+
+const BATCH: usize = 500;
+
+fn reason_key(reason: &str) -> String {
+    // Keep reasons free of values: only the text before any detail.
+    reason.split(" at line").next().unwrap_or(reason).to_string()
+}
+
+/// Import flat records from `reader`, calling `progress(bytes_read)` as it goes.
+pub async fn import_file<R: Read + Send>(
+    store: &Store,
+    extractor: &KeyExtractor,
+    reader: R,
+    format: ImportFormat,
+    mut progress: impl FnMut(u64),
+) -> StoreResult<ImportSummary> {
+    let start = std::time::Instant::now();
+    let mut summary = ImportSummary::default();
+    let mut batch: Vec<Observation> = Vec::with_capacity(BATCH);
+    let mut counting = CountingReader { inner: reader, count: 0 };
+    let reject = |summary: &mut ImportSummary, reason: String| {
+        summary.rejected += 1;
+        *summary.reasons.entry(reason_key(&reason)).or_default() += 1;
+    };
+    match format {
+        ImportFormat::JsonLines => {
+            let mut buf = BufReader::with_capacity(1 << 16, &mut counting);
+            let mut line = String::new();
+            loop {
+                line.clear();
+                let n = match buf.read_line(&mut line) {
+                    Ok(n) => n,
+                    Err(_) => {
+                        summary.read += 1;
+                        reject(&mut summary, "unreadable line (not UTF-8)".into());
+                        continue;
+                    }
+                };
+                if n == 0 {
+                    break;
+                }
+                if line.trim().is_empty() {
+                    continue;
+                }
+                summary.read += 1;
+                match serde_json::from_str::<FlatRecord>(&line) {
+                    Ok(rec) => match rec.into_observation() {
+                        Ok(obs) => batch.push(obs),
+                        Err(r) => reject(&mut summary, r),
+                    },
+                    Err(e) => reject(&mut summary, format!("invalid JSON record ({})", e.classify_name())),
+                }
+                if batch.len() >= BATCH {
+                    flush(store, extractor, &mut batch, &mut summary).await?;
+                    progress(buf.get_ref().count);
+                }
+            }
+        }
+        ImportFormat::Csv => {
+            let mut rdr = csv::ReaderBuilder::new().flexible(false).from_reader(&mut counting);
+            let mut iter = rdr.deserialize::<FlatRecord>();
+            loop {
+                let next = iter.next();
+                let Some(row) = next else { break };
+                summary.read += 1;
+                match row {
+                    Ok(rec) => match rec.into_observation() {
+                        Ok(obs) => batch.push(obs),
+                        Err(r) => reject(&mut summary, r),
+                    },
+                    Err(e) => reject(&mut summary, format!("invalid CSV row ({})", csv_kind(&e))),
+                }
+                if batch.len() >= BATCH {
+                    flush(store, extractor, &mut batch, &mut summary).await?;
+                    progress(iter.reader().position().byte());
+                }
+            }
+        }
+    }
+    flush(store, extractor, &mut batch, &mut summary).await?;
+    summary.seconds = start.elapsed().as_secs_f64();
+    Ok(summary)
+}
+
+fn csv_kind(e: &csv::Error) -> &'static str {
+    match e.kind() {
+        csv::ErrorKind::Deserialize { .. } => "bad field",
+        csv::ErrorKind::UnequalLengths { .. } => "wrong number of fields",
+        csv::ErrorKind::Utf8 { .. } => "not UTF-8",
+        _ => "unreadable",
+    }
+}
+
+trait ClassifyName {
+    fn classify_name(&self) -> &'static str;
+}
+
+impl ClassifyName for serde_json::Error {
+    fn classify_name(&self) -> &'static str {
+        match self.classify() {
+            serde_json::error::Category::Syntax | serde_json::error::Category::Eof => "syntax",
+            serde_json::error::Category::Data => "unknown or mistyped field",
+            serde_json::error::Category::Io => "io",
+        }
+    }
+}
+
+async fn flush(store: &Store, extractor: &KeyExtractor, batch: &mut Vec<Observation>, summary: &mut ImportSummary) -> StoreResult<()> {
+    if batch.is_empty() {
+        return Ok(());
+    }
+    let outcomes = store.ingest_batch(extractor, batch).await?;
+    for o in outcomes {
+        if o.created {
+            summary.created += 1;
+        } else {
+            summary.attached += 1;
+        }
+        summary.merged += o.merged.len() as u64;
+        for r in o.rejected {
+            *summary.identifiers_set_aside.entry(format!("{}: {}", r.kind.as_str(), r.reason)).or_default() += 1;
+        }
+    }
+    batch.clear();
+    Ok(())
+}
+
+struct CountingReader<R> {
+    inner: R,
+    count: u64,
+}
+
+impl<R: Read> Read for CountingReader<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.count += n as u64;
+        Ok(n)
+    }
+}
+
+/// Write every live customer with identities as JSON Lines. Returns the count.
+pub async fn export_customers(store: &Store, mut out: impl Write) -> anyhow::Result<u64> {
+    let mut after = None;
+    let mut n = 0;
+    loop {
+        let page = store.customers_after(after, 500).await?;
+        let Some(last) = page.last() else { break };
+        after = Some(last.id);
+        let ids: Vec<_> = page.iter().map(|c| c.id).collect();
+        let mut idents = store.identities_of(&ids).await?;
+        let mut tags = store.tags_of(&ids).await?;
+        for c in page {
+            let identities: Vec<_> = idents
+                .remove(&c.id)
+                .unwrap_or_default()
+                .into_iter()
+                .map(|i| {
+                    json!({"id": IdentityId(i.id).to_string(), "kind": i.kind, "namespace": i.namespace, "value": i.value,
+                           "raw": i.raw, "status": i.status, "firstSeen": i.first_seen, "lastSeen": i.last_seen})
+                })
+                .collect();
+            let line = json!({
+                "id": CustomerId(c.id).to_string(),
+                "givenName": c.given_name, "familyName": c.family_name, "fullName": c.full_name,
+                "email": c.primary_email, "phone": c.primary_phone,
+                "addresses": c.addresses, "traits": c.traits, "lifecycleStage": c.lifecycle_stage,
+                "tags": tags.remove(&c.id).unwrap_or_default(),
+                "identities": identities,
+                "createdAt": c.created_at, "updatedAt": c.updated_at,
+            });
+            serde_json::to_writer(&mut out, &line)?;
+            out.write_all(b"\n")?;
+            n += 1;
+        }
+    }
+    out.flush()?;
+    Ok(n)
+}

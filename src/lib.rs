@@ -1,0 +1,148 @@
+//! Junction: a customer integration hub. See README.md and ARCHITECTURE.md.
+//!
+//! [`Application::build`] connects the store, migrates and builds the router;
+//! [`Application::run_until`] serves until a shutdown signal, draining in-flight requests.
+//! Tests start it on port 0 with a fresh database.
+
+pub mod config;
+pub mod graphql;
+pub mod http;
+pub mod identity;
+pub mod ids;
+pub mod ingest;
+pub mod store;
+pub mod telemetry;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use tokio::net::TcpListener;
+use tokio::sync::broadcast;
+
+use config::Config;
+use identity::normalize::JunkFilter;
+use identity::KeyExtractor;
+use ids::CustomerId;
+use store::Store;
+
+/// What happened to a customer, for subscriptions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ChangeKind {
+    Created,
+    Updated,
+    Merged,
+    Deleted,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct CustomerChange {
+    pub customer_id: CustomerId,
+    pub kind: ChangeKind,
+    pub at: DateTime<Utc>,
+}
+
+/// Shared by every request handler and worker.
+#[derive(Clone)]
+pub struct AppState {
+    pub config: Arc<Config>,
+    pub store: Store,
+    pub extractor: Arc<KeyExtractor>,
+    pub changes: broadcast::Sender<CustomerChange>,
+}
+
+impl AppState {
+    /// Tell subscribers a customer changed (no-op when nobody listens).
+    pub fn notify(&self, customer_id: CustomerId, kind: ChangeKind) {
+        let _ = self.changes.send(CustomerChange { customer_id, kind, at: Utc::now() });
+    }
+}
+
+/// Build the identifier normaliser from config.
+pub fn key_extractor(config: &Config) -> anyhow::Result<KeyExtractor> {
+    let junk = JunkFilter::new(&config.identity.junk_values, &config.identity.junk_patterns)
+        .map_err(|e| anyhow::anyhow!("configuration key `identity.junk_patterns`: {e}"))?;
+    Ok(KeyExtractor::new(junk, config.identity.likely_regions.clone()))
+}
+
+/// Open the configured store (creating the data dir for SQLite) and optionally migrate.
+pub async fn open_store(config: &Config, migrate: bool) -> anyhow::Result<Store> {
+    let url = config.database_url();
+    if url.starts_with("sqlite:") && config.database.url.is_none() {
+        std::fs::create_dir_all(&config.data_dir)
+            .map_err(|e| anyhow::anyhow!("cannot create data dir {}: {e}", config.data_dir.display()))?;
+    }
+    let store = Store::connect(&url, config.database.max_connections)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot open database: {}", telemetry::redact_url(&e.to_string())))?;
+    if migrate {
+        store.migrate().await.map_err(|e| anyhow::anyhow!("migration failed: {e:?}"))?;
+    }
+    Ok(store)
+}
+
+/// A built server, ready to run.
+pub struct Application {
+    state: AppState,
+    listener: TcpListener,
+}
+
+impl Application {
+    /// Connect, migrate (unless disabled) and bind.
+    pub async fn build(config: Config, listener: TcpListener) -> anyhow::Result<Self> {
+        telemetry::install_metrics();
+        let store = open_store(&config, config.database.migrate_on_start).await?;
+        let extractor = Arc::new(key_extractor(&config)?);
+        let (changes, _) = broadcast::channel(1024);
+        let state = AppState { config: Arc::new(config), store, extractor, changes };
+        Ok(Self { state, listener })
+    }
+
+    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.listener.local_addr()
+    }
+
+    pub fn state(&self) -> &AppState {
+        &self.state
+    }
+
+    /// Serve until `shutdown` resolves, then drain in-flight requests.
+    pub async fn run_until(self, shutdown: impl Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
+        let router = http::router(self.state.clone());
+        axum::serve(self.listener, router.into_make_service_with_connect_info::<SocketAddr>())
+            .with_graceful_shutdown(shutdown)
+            .await
+    }
+}
+
+/// Serve `config` on `listener` until SIGTERM or Ctrl-C.
+pub async fn run(config: Config, listener: TcpListener) -> anyhow::Result<()> {
+    let app = Application::build(config, listener).await?;
+    tracing::info!(addr = %app.local_addr()?, "junction listening");
+    app.run_until(shutdown_signal()).await?;
+    tracing::info!("junction stopped");
+    Ok(())
+}
+
+/// Resolves on SIGTERM or Ctrl-C.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+}

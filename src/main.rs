@@ -1,0 +1,128 @@
+//! The `junction` command line.
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+
+use anyhow::Context as _;
+use clap::{Parser, Subcommand};
+use junction::config::Config;
+use junction::ingest::{export_customers, import_file, ImportFormat};
+
+/// Junction — one customer record per real person, from every channel, behind one GraphQL API.
+#[derive(Parser)]
+#[command(name = "junction", version, about, long_about = None)]
+struct Cli {
+    /// TOML config file (values there override defaults; JUNCTION_* variables override it).
+    #[arg(long, global = true, env = "JUNCTION_CONFIG")]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Start the hub (GraphQL on /graphql, webhooks, health and metrics).
+    Serve {
+        /// Address to listen on (overrides server.bind).
+        #[arg(long)]
+        bind: Option<std::net::SocketAddr>,
+        /// Do not apply pending migrations at start.
+        #[arg(long)]
+        no_migrate: bool,
+    },
+    /// Apply pending database migrations and exit.
+    Migrate,
+    /// Print the GraphQL schema (SDL); `schema.graphql` is this output.
+    Schema,
+    /// Import flat customer records (JSON Lines, or CSV with a header row).
+    Import {
+        /// The file to import; `.csv` is read as CSV, anything else as JSON Lines.
+        file: PathBuf,
+        /// Force the format instead of guessing from the file name.
+        #[arg(long, value_parser = ["jsonl", "csv"])]
+        format: Option<String>,
+    },
+    /// Export every customer with identities as JSON Lines.
+    Export {
+        /// Output file (default: standard output).
+        #[arg(long, short)]
+        output: Option<PathBuf>,
+    },
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    if matches!(cli.command, Command::Schema) {
+        print!("{}", junction::graphql::sdl());
+        return Ok(());
+    }
+    let mut config = Config::load(cli.config.as_deref())?;
+    junction::telemetry::init_logging(&config.log);
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("cannot start the runtime")?;
+    runtime.block_on(async move {
+        match cli.command {
+            Command::Serve { bind, no_migrate } => {
+                if let Some(b) = bind {
+                    config.server.bind = b;
+                }
+                if no_migrate {
+                    config.database.migrate_on_start = false;
+                }
+                let listener = tokio::net::TcpListener::bind(config.server.bind)
+                    .await
+                    .with_context(|| format!("cannot listen on {}", config.server.bind))?;
+                junction::run(config, listener).await
+            }
+            Command::Migrate => {
+                junction::open_store(&config, true).await?;
+                eprintln!("migrations applied");
+                Ok(())
+            }
+            Command::Schema => Ok(()),
+            Command::Import { file, format } => {
+                let store = junction::open_store(&config, true).await?;
+                let extractor = junction::key_extractor(&config)?;
+                let fmt = match format.as_deref() {
+                    Some("csv") => ImportFormat::Csv,
+                    Some(_) => ImportFormat::JsonLines,
+                    None => ImportFormat::from_path(&file),
+                };
+                let f = std::fs::File::open(&file).with_context(|| format!("cannot open {}", file.display()))?;
+                let len = f.metadata().map(|m| m.len()).unwrap_or(0);
+                let bar = if std::io::stderr().is_terminal() {
+                    let b = indicatif::ProgressBar::new(len);
+                    if let Ok(style) = indicatif::ProgressStyle::with_template("{bar:40} {bytes}/{total_bytes} {bytes_per_sec} eta {eta}") {
+                        b.set_style(style);
+                    }
+                    Some(b)
+                } else {
+                    None
+                };
+                let summary = import_file(&store, &extractor, f, fmt, |pos| {
+                    if let Some(b) = &bar {
+                        b.set_position(pos);
+                    }
+                })
+                .await
+                .map_err(|e| anyhow::anyhow!("import failed: {e}"))?;
+                if let Some(b) = bar {
+                    b.finish_and_clear();
+                }
+                println!("{summary}");
+                Ok(())
+            }
+            Command::Export { output } => {
+                let store = junction::open_store(&config, true).await?;
+                let n = match output {
+                    Some(path) => {
+                        let f = std::fs::File::create(&path).with_context(|| format!("cannot create {}", path.display()))?;
+                        export_customers(&store, std::io::BufWriter::new(f)).await?
+                    }
+                    None => export_customers(&store, std::io::BufWriter::new(std::io::stdout().lock())).await?,
+                };
+                eprintln!("exported {n} customers");
+                Ok(())
+            }
+        }
+    })
+}

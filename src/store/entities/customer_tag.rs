@@ -1,0 +1,16 @@
+use sea_orm::entity::prelude::*;
+
+#[derive(Clone, Debug, PartialEq, DeriveEntityModel)]
+#[sea_orm(table_name = "customer_tags")]
+pub struct Model {
+    #[sea_orm(primary_key, auto_increment = false)]
+    pub customer_id: Uuid,
+    #[sea_orm(primary_key, auto_increment = false)]
+    pub tag: String,
+    pub created_at: DateTimeUtc,
+}
+
+#[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+pub enum Relation {}
+
+impl ActiveModelBehavior for ActiveModel {}

@@ -1,0 +1,13 @@
+//! sea-orm entities, one per table. Only `store` uses them.
+
+pub mod api_key;
+pub mod audit_log;
+pub mod connector;
+pub mod customer;
+pub mod customer_tag;
+pub mod event;
+pub mod identity;
+pub mod inbox;
+pub mod merge;
+pub mod order;
+pub mod source_record;

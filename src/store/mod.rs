@@ -1,0 +1,187 @@
+//! The store: sea-orm entities and the only code that runs queries.
+//!
+//! SQLite (default) and PostgreSQL share one migration set. Writes on SQLite go through
+//! one in-process writer lock (SQLite has one writer anyway; the lock turns "database is
+//! locked" into orderly waiting). On PostgreSQL, identity writes are serialised per
+//! identity key with transaction-scoped advisory locks, and customer rows are locked
+//! `FOR UPDATE` before a merge or golden-record update.
+
+pub mod customers;
+pub mod entities;
+pub mod pagination;
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use junction_migrations::{Migrator, MigratorTrait};
+use sea_orm::{
+    ConnectOptions, ConnectionTrait, Database, DatabaseBackend, DatabaseConnection, DatabaseTransaction, DbErr,
+    Statement, TransactionTrait,
+};
+use tokio::sync::{Mutex, OwnedMutexGuard};
+
+pub use customers::*;
+pub use pagination::{Cursor, Page, PageRequest};
+
+/// Errors of the store layer. Driver text stays here; the edges map these to opaque codes.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("not found")]
+    NotFound,
+    #[error("conflict: {0}")]
+    Conflict(String),
+    #[error("database error")]
+    Db(#[from] DbErr),
+    #[error("stored data is corrupt: {0}")]
+    Corrupt(String),
+}
+
+impl StoreError {
+    /// True for errors that a retry of the whole transaction may cure (deadlock,
+    /// serialization failure, unique race, SQLite busy).
+    pub fn is_transient(&self) -> bool {
+        match self {
+            StoreError::Db(e) => {
+                let s = e.to_string();
+                s.contains("deadlock")
+                    || s.contains("could not serialize")
+                    || s.contains("duplicate key")
+                    || s.contains("UNIQUE constraint")
+                    || s.contains("database is locked")
+            }
+            _ => false,
+        }
+    }
+}
+
+pub type StoreResult<T> = Result<T, StoreError>;
+
+/// A handle on the database, cheap to clone.
+#[derive(Clone)]
+pub struct Store {
+    db: DatabaseConnection,
+    writer: Option<Arc<Mutex<()>>>,
+    queries: Arc<AtomicU64>,
+}
+
+/// A write transaction; on SQLite it also holds the writer lock until dropped.
+pub struct WriteTx {
+    pub(crate) txn: DatabaseTransaction,
+    _writer: Option<OwnedMutexGuard<()>>,
+}
+
+impl WriteTx {
+    pub async fn commit(self) -> StoreResult<()> {
+        self.txn.commit().await?;
+        Ok(())
+    }
+}
+
+impl Store {
+    /// Connect to `url` (`sqlite://…` or `postgres://…`). The SQLite file is created if
+    /// missing and runs in WAL mode.
+    pub async fn connect(url: &str, max_connections: u32) -> StoreResult<Self> {
+        let queries = Arc::new(AtomicU64::new(0));
+        let mut opts = ConnectOptions::new(url.to_string());
+        opts.max_connections(max_connections)
+            .min_connections(1)
+            .acquire_timeout(Duration::from_secs(10))
+            .sqlx_logging(false)
+            .map_sqlx_sqlite_opts(|o| {
+                o.journal_mode(sea_orm::sqlx::sqlite::SqliteJournalMode::Wal)
+                    .synchronous(sea_orm::sqlx::sqlite::SqliteSynchronous::Normal)
+                    .busy_timeout(Duration::from_secs(10))
+                    .foreign_keys(true)
+                    .create_if_missing(true)
+            });
+        let mut db = Database::connect(opts).await?;
+        let counter = queries.clone();
+        db.set_metric_callback(move |info| {
+            counter.fetch_add(1, Ordering::Relaxed);
+            metrics::counter!("junction_db_queries_total", "failed" => if info.failed { "true" } else { "false" })
+                .increment(1);
+            metrics::histogram!("junction_db_query_seconds").record(info.elapsed.as_secs_f64());
+        });
+        let writer = matches!(db.get_database_backend(), DatabaseBackend::Sqlite).then(|| Arc::new(Mutex::new(())));
+        Ok(Self { db, writer, queries })
+    }
+
+    pub fn backend(&self) -> DatabaseBackend {
+        self.db.get_database_backend()
+    }
+
+    pub fn is_postgres(&self) -> bool {
+        matches!(self.backend(), DatabaseBackend::Postgres)
+    }
+
+    pub(crate) fn conn(&self) -> &DatabaseConnection {
+        &self.db
+    }
+
+    /// Queries run since start (every statement, reads and writes).
+    pub fn query_count(&self) -> u64 {
+        self.queries.load(Ordering::Relaxed)
+    }
+
+    /// Apply pending migrations.
+    pub async fn migrate(&self) -> StoreResult<()> {
+        Migrator::up(&self.db, None).await?;
+        Ok(())
+    }
+
+    /// Whether every known migration is applied.
+    pub async fn migrations_current(&self) -> StoreResult<bool> {
+        Ok(Migrator::get_pending_migrations(&self.db).await?.is_empty())
+    }
+
+    /// A cheap round trip.
+    pub async fn ping(&self) -> StoreResult<()> {
+        self.db.ping().await?;
+        Ok(())
+    }
+
+    /// Begin a write transaction (taking the SQLite writer lock first).
+    pub async fn write(&self) -> StoreResult<WriteTx> {
+        let guard = match &self.writer {
+            Some(m) => Some(m.clone().lock_owned().await),
+            None => None,
+        };
+        let txn = self.db.begin().await?;
+        Ok(WriteTx { txn, _writer: guard })
+    }
+
+    /// Pool gauges for /metrics.
+    pub fn pool_stats(&self) -> (u32, usize) {
+        match self.backend() {
+            DatabaseBackend::Postgres => {
+                let pool = self.db.get_postgres_connection_pool();
+                (pool.size(), pool.num_idle())
+            }
+            _ => {
+                let pool = self.db.get_sqlite_connection_pool();
+                (pool.size(), pool.num_idle())
+            }
+        }
+    }
+
+    /// Count rows of the inbox per status, for /metrics.
+    pub async fn inbox_depth(&self) -> StoreResult<i64> {
+        let row = self
+            .db
+            .query_one(Statement::from_string(
+                self.backend(),
+                "SELECT COUNT(*) AS n FROM inbox WHERE status IN ('pending', 'retrying')",
+            ))
+            .await?;
+        Ok(row.and_then(|r| r.try_get::<i64>("", "n").ok()).unwrap_or(0))
+    }
+}
+
+/// Placeholder `n` (1-based) for hand-written SQL on this backend.
+pub(crate) fn ph(backend: DatabaseBackend, n: usize) -> String {
+    match backend {
+        DatabaseBackend::Postgres => format!("${n}"),
+        _ => "?".to_string(),
+    }
+}
