@@ -1,71 +1,65 @@
-//! DataLoaders: a page of customers with identities, tags, orders and events costs one
-//! query per relation, however many customers the page holds.
+//! Batch loading without N+1: every customer object of one result (a page, or a single
+//! customer) shares a [`PageBatch`]. The first resolver that needs a relation loads it for
+//! the whole page in one query; the others read from it. Unlike a time-window DataLoader
+//! this does not depend on scheduling, so "one query per relation per page" always holds.
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
-use async_graphql::dataloader::Loader;
+use tokio::sync::OnceCell;
 use uuid::Uuid;
 
 use crate::store::entities::{event, identity, order};
-use crate::store::{Cursor, Store, StoreError};
+use crate::store::{Cursor, Store, StoreResult};
 
-pub struct IdentityLoader(pub Store);
-pub struct OrderLoader(pub Store);
-pub struct TagLoader(pub Store);
-pub struct EventLoader(pub Store);
+type Rows<T> = HashMap<Uuid, Vec<T>>;
+type EventWindow = (u64, Option<(i64, Uuid)>);
 
-/// One customer's page of events: the newest `limit + 1` older than `before`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct EventsKey {
-    pub customer: Uuid,
-    pub limit: u64,
-    pub before: Option<(i64, Uuid)>,
+pub struct PageBatch {
+    store: Store,
+    ids: Vec<Uuid>,
+    identities: OnceCell<Rows<identity::Model>>,
+    orders: OnceCell<Rows<order::Model>>,
+    tags: OnceCell<HashMap<Uuid, Vec<String>>>,
+    events: Mutex<HashMap<EventWindow, Arc<OnceCell<Rows<event::Model>>>>>,
 }
 
-type LoadResult<V> = Result<HashMap<Uuid, V>, Arc<StoreError>>;
-
-impl Loader<Uuid> for IdentityLoader {
-    type Value = Vec<identity::Model>;
-    type Error = Arc<StoreError>;
-    async fn load(&self, keys: &[Uuid]) -> LoadResult<Self::Value> {
-        self.0.identities_of(keys).await.map_err(Arc::new)
+impl PageBatch {
+    pub fn new(store: Store, ids: Vec<Uuid>) -> Arc<Self> {
+        Arc::new(Self {
+            store,
+            ids,
+            identities: OnceCell::new(),
+            orders: OnceCell::new(),
+            tags: OnceCell::new(),
+            events: Mutex::new(HashMap::new()),
+        })
     }
-}
 
-impl Loader<Uuid> for OrderLoader {
-    type Value = Vec<order::Model>;
-    type Error = Arc<StoreError>;
-    async fn load(&self, keys: &[Uuid]) -> LoadResult<Self::Value> {
-        self.0.orders_of(keys).await.map_err(Arc::new)
+    pub async fn identities(&self, id: Uuid) -> StoreResult<Vec<identity::Model>> {
+        let all = self.identities.get_or_try_init(|| self.store.identities_of(&self.ids)).await?;
+        Ok(all.get(&id).cloned().unwrap_or_default())
     }
-}
 
-impl Loader<Uuid> for TagLoader {
-    type Value = Vec<String>;
-    type Error = Arc<StoreError>;
-    async fn load(&self, keys: &[Uuid]) -> LoadResult<Self::Value> {
-        self.0.tags_of(keys).await.map_err(Arc::new)
+    pub async fn orders(&self, id: Uuid) -> StoreResult<Vec<order::Model>> {
+        let all = self.orders.get_or_try_init(|| self.store.orders_of(&self.ids)).await?;
+        Ok(all.get(&id).cloned().unwrap_or_default())
     }
-}
 
-impl Loader<EventsKey> for EventLoader {
-    type Value = Vec<event::Model>;
-    type Error = Arc<StoreError>;
-    async fn load(&self, keys: &[EventsKey]) -> Result<HashMap<EventsKey, Self::Value>, Self::Error> {
-        // Keys asking for the same window share one query.
-        let mut groups: HashMap<(u64, Option<(i64, Uuid)>), Vec<Uuid>> = HashMap::new();
-        for k in keys {
-            groups.entry((k.limit, k.before)).or_default().push(k.customer);
-        }
-        let mut out = HashMap::new();
-        for ((limit, before), customers) in groups {
-            let cursor = before.and_then(|(micros, id)| chrono::DateTime::from_timestamp_micros(micros).map(|at| Cursor { at, id }));
-            let mut rows = self.0.events_of(&customers, limit, cursor).await.map_err(Arc::new)?;
-            for c in customers {
-                out.insert(EventsKey { customer: c, limit, before }, rows.remove(&c).unwrap_or_default());
-            }
-        }
-        Ok(out)
+    pub async fn tags(&self, id: Uuid) -> StoreResult<Vec<String>> {
+        let all = self.tags.get_or_try_init(|| self.store.tags_of(&self.ids)).await?;
+        Ok(all.get(&id).cloned().unwrap_or_default())
+    }
+
+    /// The newest `limit + 1` events of `id` older than `before`; customers asking for
+    /// the same window share one query.
+    pub async fn events(&self, id: Uuid, limit: u64, before: Option<Cursor>) -> StoreResult<Vec<event::Model>> {
+        let window = (limit, before.map(|c| (c.at.timestamp_micros(), c.id)));
+        let cell = {
+            let mut map = self.events.lock().unwrap_or_else(|p| p.into_inner());
+            map.entry(window).or_insert_with(|| Arc::new(OnceCell::new())).clone()
+        };
+        let all = cell.get_or_try_init(|| self.store.events_of(&self.ids, limit, before)).await?;
+        Ok(all.get(&id).cloned().unwrap_or_default())
     }
 }

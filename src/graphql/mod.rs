@@ -8,12 +8,10 @@ pub mod query;
 pub mod subscription;
 pub mod types;
 
-use async_graphql::dataloader::DataLoader;
 use async_graphql::{Context, Schema};
 
 use crate::AppState;
 use error::ApiError;
-use loaders::{EventLoader, IdentityLoader, OrderLoader, TagLoader};
 
 pub type JunctionSchema = Schema<query::Query, mutation::Mutation, subscription::Subscription>;
 
@@ -34,15 +32,6 @@ pub fn build_schema(state: Option<AppState>, config: &crate::config::GraphqlConf
 /// The SDL of the schema, as written to `schema.graphql`.
 pub fn sdl() -> String {
     build_schema(None, &crate::config::GraphqlConfig::default()).sdl()
-}
-
-/// Per-request data: fresh loaders so nothing is cached across requests.
-pub fn request_loaders(req: async_graphql::Request, state: &AppState) -> async_graphql::Request {
-    let store = state.store.clone();
-    req.data(DataLoader::new(IdentityLoader(store.clone()), tokio::spawn))
-        .data(DataLoader::new(OrderLoader(store.clone()), tokio::spawn))
-        .data(DataLoader::new(TagLoader(store.clone()), tokio::spawn))
-        .data(DataLoader::new(EventLoader(store), tokio::spawn))
 }
 
 pub(crate) fn state<'a>(ctx: &Context<'a>) -> &'a AppState {

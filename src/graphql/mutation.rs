@@ -178,7 +178,7 @@ impl Mutation {
         }
         st.notify(outcome.customer_id, if outcome.created { ChangeKind::Created } else { ChangeKind::Updated });
         Ok(UpsertCustomerPayload {
-            customer: Customer::new(model, None),
+            customer: Customer::single(&st.store, model, None),
             created: outcome.created,
             merged_ids: outcome.merged.iter().map(|m| ID(m.to_string())).collect(),
             rejected_identifiers: outcome
@@ -205,7 +205,7 @@ impl Mutation {
         let live = st.store.update_customer(&st.extractor, id, patch).await.map_err(ApiError::from)?;
         let (model, _) = st.store.customer(live).await.map_err(ApiError::from)?.ok_or(ApiError::NotFound("customer"))?;
         st.notify(live, ChangeKind::Updated);
-        Ok(Customer::new(model, (live != id).then_some(id)))
+        Ok(Customer::single(&st.store, model, (live != id).then_some(id)))
     }
 
     /// Delete a customer and everything attached to it.

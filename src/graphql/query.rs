@@ -113,7 +113,7 @@ impl Query {
     async fn customer(&self, ctx: &Context<'_>, id: ID) -> ApiResult<Option<Customer>> {
         let id = parse_customer_id(&id, "id")?;
         let found = state(ctx).store.customer(id).await.map_err(ApiError::from)?;
-        Ok(found.map(|(m, redirected)| Customer::new(m, redirected)))
+        Ok(found.map(|(m, redirected)| Customer::single(&state(ctx).store, m, redirected)))
     }
 
     /// Customers, newest first by default, with filters and cursor pagination.
@@ -172,8 +172,12 @@ impl Query {
             };
             Cursor { at, id: m.id }.encode()
         };
-        let edges: Vec<CustomerEdge> =
-            page.items.into_iter().map(|m| CustomerEdge { cursor: cursor_of(&m), node: Customer::new(m, None) }).collect();
+        let cursors: Vec<String> = page.items.iter().map(cursor_of).collect();
+        let edges: Vec<CustomerEdge> = Customer::page(&state(ctx).store, page.items)
+            .into_iter()
+            .zip(cursors)
+            .map(|(node, cursor)| CustomerEdge { cursor, node })
+            .collect();
         let page_info = PageInfo {
             has_next_page: if backward { before.is_some() } else { page.has_more },
             has_previous_page: if backward { page.has_more } else { after.is_some() },
@@ -193,6 +197,6 @@ impl Query {
     ) -> ApiResult<Option<Customer>> {
         let key = identity_key(ctx, kind, &value, namespace, "value")?;
         let found = state(ctx).store.customer_by_identity(&key).await.map_err(ApiError::from)?;
-        Ok(found.map(|m| Customer::new(m, None)))
+        Ok(found.map(|m| Customer::single(&state(ctx).store, m, None)))
     }
 }

@@ -1,12 +1,11 @@
 //! GraphQL object types: the product's view of a customer, not a mirror of tables.
 
-use async_graphql::dataloader::DataLoader;
 use async_graphql::{ComplexObject, Context, Enum, Json, Object, SimpleObject, ID};
 use chrono::{DateTime, Utc};
 use serde_json::Value;
 
 use super::error::{ApiError, ApiResult};
-use super::loaders::{EventLoader, EventsKey, IdentityLoader, OrderLoader, TagLoader};
+use super::loaders::PageBatch;
 use super::page_size;
 use crate::ids::{CustomerId, EventId, IdentityId, OrderId};
 use crate::identity::IdentityKind as DomainKind;
@@ -206,13 +205,23 @@ impl Order {
 pub struct Customer {
     #[graphql(skip)]
     pub model: customer::Model,
+    #[graphql(skip)]
+    batch: std::sync::Arc<PageBatch>,
     /// Set when the id asked for was absorbed by a merge: the id that was asked for.
     pub redirected_from: Option<ID>,
 }
 
 impl Customer {
-    pub fn new(model: customer::Model, redirected_from: Option<CustomerId>) -> Self {
-        Self { model, redirected_from: redirected_from.map(|r| ID(r.to_string())) }
+    /// One customer on its own.
+    pub fn single(store: &crate::store::Store, model: customer::Model, redirected_from: Option<CustomerId>) -> Self {
+        let batch = PageBatch::new(store.clone(), vec![model.id]);
+        Self { model, batch, redirected_from: redirected_from.map(|r| ID(r.to_string())) }
+    }
+
+    /// Several customers that load their relations together.
+    pub fn page(store: &crate::store::Store, models: Vec<customer::Model>) -> Vec<Self> {
+        let batch = PageBatch::new(store.clone(), models.iter().map(|m| m.id).collect());
+        models.into_iter().map(|model| Self { model, batch: batch.clone(), redirected_from: None }).collect()
     }
 }
 
@@ -259,21 +268,18 @@ impl Customer {
     async fn updated_at(&self) -> DateTime<Utc> {
         self.model.updated_at
     }
-    async fn tags(&self, ctx: &Context<'_>) -> ApiResult<Vec<String>> {
-        let loader = ctx.data_unchecked::<DataLoader<TagLoader>>();
-        Ok(loader.load_one(self.model.id).await.map_err(|e| ApiError::from(unwrap_arc(e)))?.unwrap_or_default())
+    async fn tags(&self) -> ApiResult<Vec<String>> {
+        Ok(self.batch.tags(self.model.id).await.map_err(ApiError::from)?)
     }
     /// Every identifier known for this person.
-    async fn identities(&self, ctx: &Context<'_>) -> ApiResult<Vec<Identity>> {
-        let loader = ctx.data_unchecked::<DataLoader<IdentityLoader>>();
-        let rows = loader.load_one(self.model.id).await.map_err(|e| ApiError::from(unwrap_arc(e)))?;
-        Ok(rows.unwrap_or_default().into_iter().map(Identity).collect())
+    async fn identities(&self) -> ApiResult<Vec<Identity>> {
+        let rows = self.batch.identities(self.model.id).await.map_err(ApiError::from)?;
+        Ok(rows.into_iter().map(Identity).collect())
     }
     /// Orders, newest first.
-    async fn orders(&self, ctx: &Context<'_>) -> ApiResult<Vec<Order>> {
-        let loader = ctx.data_unchecked::<DataLoader<OrderLoader>>();
-        let rows = loader.load_one(self.model.id).await.map_err(|e| ApiError::from(unwrap_arc(e)))?;
-        Ok(rows.unwrap_or_default().into_iter().map(Order).collect())
+    async fn orders(&self) -> ApiResult<Vec<Order>> {
+        let rows = self.batch.orders(self.model.id).await.map_err(ApiError::from)?;
+        Ok(rows.into_iter().map(Order).collect())
     }
     /// The timeline, newest first.
     async fn events(&self, ctx: &Context<'_>, first: Option<i32>, after: Option<String>) -> ApiResult<EventConnection> {
@@ -282,9 +288,7 @@ impl Customer {
             Some(c) => Some(Cursor::decode(&c).ok_or_else(|| ApiError::validation("after", "not a cursor from this API"))?),
             None => None,
         };
-        let key = EventsKey { customer: self.model.id, limit, before: before.map(|c| (c.at.timestamp_micros(), c.id)) };
-        let loader = ctx.data_unchecked::<DataLoader<EventLoader>>();
-        let mut rows = loader.load_one(key).await.map_err(|e| ApiError::from(unwrap_arc(e)))?.unwrap_or_default();
+        let mut rows = self.batch.events(self.model.id, limit, before).await.map_err(ApiError::from)?;
         let has_next_page = rows.len() as u64 > limit;
         rows.truncate(limit as usize);
         let edges: Vec<EventEdge> = rows
@@ -303,6 +307,3 @@ impl Customer {
     }
 }
 
-fn unwrap_arc(e: std::sync::Arc<crate::store::StoreError>) -> crate::store::StoreError {
-    std::sync::Arc::try_unwrap(e).unwrap_or_else(|a| crate::store::StoreError::Corrupt(a.to_string()))
-}

@@ -11,7 +11,7 @@ use axum::routing::get;
 use axum::{Extension, Router};
 use tower_http::limit::RequestBodyLimitLayer;
 
-use crate::graphql::{build_schema, request_loaders, JunctionSchema};
+use crate::graphql::{build_schema, JunctionSchema};
 use crate::AppState;
 
 /// Build the router for `state`.
@@ -30,9 +30,8 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
-async fn graphql(State(state): State<AppState>, Extension(schema): Extension<JunctionSchema>, req: GraphQLRequest) -> GraphQLResponse {
-    let req = request_loaders(req.into_inner(), &state);
-    schema.execute(req).await.into()
+async fn graphql(Extension(schema): Extension<JunctionSchema>, req: GraphQLRequest) -> GraphQLResponse {
+    schema.execute(req.into_inner()).await.into()
 }
 
 async fn graphiql(State(state): State<AppState>) -> Response {
