@@ -22,6 +22,21 @@ pub struct Config {
     pub identity: IdentityConfig,
     pub graphql: GraphqlConfig,
     pub ingest: IngestConfig,
+    pub security: SecurityConfig,
+}
+
+#[derive(Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SecurityConfig {
+    /// Base64 of 32 random bytes: encrypts connector secrets at rest. When unset, a key is
+    /// generated once into `<data_dir>/master.key`. Set it explicitly in production.
+    pub master_key: Option<String>,
+}
+
+impl std::fmt::Debug for SecurityConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SecurityConfig").field("master_key", &self.master_key.as_ref().map(|_| "<redacted>")).finish()
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -106,6 +121,7 @@ impl Default for Config {
             identity: IdentityConfig::default(),
             graphql: GraphqlConfig::default(),
             ingest: IngestConfig::default(),
+            security: SecurityConfig::default(),
         }
     }
 }
@@ -174,7 +190,8 @@ impl Config {
             }
             fig = fig.merge(Toml::file(path));
         }
-        fig = fig.merge(Env::prefixed("JUNCTION_").split("__"));
+        // JUNCTION_CONFIG, JUNCTION_TEST_* and JUNCTION_BOOTSTRAP_* are read elsewhere.
+        fig = fig.merge(Env::prefixed("JUNCTION_").filter(|k| is_config_var(k.as_str())).split("__"));
         if let Ok(url) = std::env::var("DATABASE_URL") {
             fig = fig.merge(Serialized::default("database.url", url));
         }
@@ -213,6 +230,11 @@ impl Config {
         if self.ingest.max_attempts < 1 {
             return Err(ConfigError::Invalid { key: "ingest.max_attempts", expected: "at least 1".into() });
         }
+        if let Some(k) = &self.security.master_key {
+            if crate::secrets::Cipher::from_base64(k).is_err() {
+                return Err(ConfigError::Invalid { key: "security.master_key", expected: "base64 of 32 bytes".into() });
+            }
+        }
         for r in &self.identity.likely_regions {
             if r.len() != 2 || !r.bytes().all(|b| b.is_ascii_uppercase()) {
                 return Err(ConfigError::Invalid {
@@ -239,6 +261,11 @@ impl Config {
             _ => format!("sqlite://{}?mode=rwc", self.data_dir.join("junction.db").display()),
         }
     }
+}
+
+fn is_config_var(key: &str) -> bool {
+    let k = key.to_ascii_lowercase();
+    !(k == "config" || k.starts_with("test_") || k.starts_with("bootstrap_"))
 }
 
 fn describe(e: figment::Error) -> String {

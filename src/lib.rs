@@ -10,6 +10,7 @@ pub mod http;
 pub mod identity;
 pub mod ids;
 pub mod ingest;
+pub mod secrets;
 pub mod store;
 pub mod telemetry;
 
@@ -50,6 +51,9 @@ pub struct AppState {
     pub store: Store,
     pub extractor: Arc<KeyExtractor>,
     pub changes: broadcast::Sender<CustomerChange>,
+    pub cipher: secrets::Cipher,
+    /// Wakes inbox workers when a new event is stored.
+    pub wake: Arc<tokio::sync::Notify>,
 }
 
 impl AppState {
@@ -95,7 +99,11 @@ impl Application {
         let store = open_store(&config, config.database.migrate_on_start).await?;
         let extractor = Arc::new(key_extractor(&config)?);
         let (changes, _) = broadcast::channel(1024);
-        let state = AppState { config: Arc::new(config), store, extractor, changes };
+        let cipher = secrets::Cipher::load(config.security.master_key.as_deref(), &config.data_dir)?;
+        let wake = Arc::new(tokio::sync::Notify::new());
+        let workers = config.ingest.workers;
+        let state = AppState { config: Arc::new(config), store, extractor, changes, cipher, wake: wake.clone() };
+        ingest::worker::spawn_workers(state.clone(), wake, workers);
         Ok(Self { state, listener })
     }
 

@@ -58,7 +58,8 @@ fn main() -> anyhow::Result<()> {
     }
     let mut config = Config::load(cli.config.as_deref())?;
     junction::telemetry::init_logging(&config.log);
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("cannot start the runtime")?;
+    let runtime =
+        tokio::runtime::Builder::new_multi_thread().enable_all().build().context("cannot start the runtime")?;
     runtime.block_on(async move {
         match cli.command {
             Command::Serve { bind, no_migrate } => {
@@ -91,7 +92,9 @@ fn main() -> anyhow::Result<()> {
                 let len = f.metadata().map(|m| m.len()).unwrap_or(0);
                 let bar = if std::io::stderr().is_terminal() {
                     let b = indicatif::ProgressBar::new(len);
-                    if let Ok(style) = indicatif::ProgressStyle::with_template("{bar:40} {bytes}/{total_bytes} {bytes_per_sec} eta {eta}") {
+                    if let Ok(style) = indicatif::ProgressStyle::with_template(
+                        "{bar:40} {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",
+                    ) {
                         b.set_style(style);
                     }
                     Some(b)
@@ -115,7 +118,8 @@ fn main() -> anyhow::Result<()> {
                 let store = junction::open_store(&config, true).await?;
                 let n = match output {
                     Some(path) => {
-                        let f = std::fs::File::create(&path).with_context(|| format!("cannot create {}", path.display()))?;
+                        let f = std::fs::File::create(&path)
+                            .with_context(|| format!("cannot create {}", path.display()))?;
                         export_customers(&store, std::io::BufWriter::new(f)).await?
                     }
                     None => export_customers(&store, std::io::BufWriter::new(std::io::stdout().lock())).await?,

@@ -63,6 +63,10 @@ fn sniff_boundary(body: &[u8]) -> Option<String> {
 
 /// Read the text parts of a multipart/form-data body (RFC 7578).
 pub fn parse_multipart(body: &[u8], boundary: &str) -> Result<Vec<(String, String)>, FormError> {
+    // RFC 2046 caps boundaries at 70 characters; a longer one would make searching costly.
+    if boundary.is_empty() || boundary.len() > 200 {
+        return Err(FormError::BadFraming);
+    }
     let delimiter = format!("--{boundary}");
     let delimiter = delimiter.as_bytes();
     let mut fields = Vec::new();
@@ -74,13 +78,16 @@ pub fn parse_multipart(body: &[u8], boundary: &str) -> Result<Vec<(String, Strin
         }
         // Skip transport padding and the line break after the delimiter.
         let header_start = pos + find(rest, b"\n", 0).ok_or(FormError::BadFraming)? + 1;
-        let (headers_end, content_start) = match (find(body, b"\r\n\r\n", header_start), find(body, b"\n\n", header_start)) {
-            (Some(a), Some(b)) if b < a => (b, b + 2),
-            (Some(a), _) => (a, a + 4),
-            (None, Some(b)) => (b, b + 2),
+        // Parts never contain the delimiter, so each search stays within one part and the
+        // whole parse is linear in the body.
+        let next = find(body, delimiter, header_start).ok_or(FormError::BadFraming)?;
+        let part = body.get(header_start..next).ok_or(FormError::BadFraming)?;
+        let (headers_end, content_start) = match (find(part, b"\r\n\r\n", 0), find(part, b"\n\n", 0)) {
+            (Some(a), Some(b)) if b < a => (header_start + b, header_start + b + 2),
+            (Some(a), _) => (header_start + a, header_start + a + 4),
+            (None, Some(b)) => (header_start + b, header_start + b + 2),
             (None, None) => return Err(FormError::BadFraming),
         };
-        let next = find(body, delimiter, content_start).ok_or(FormError::BadFraming)?;
         // The line break before the next delimiter belongs to the framing.
         let mut content_end = next;
         if content_end > content_start && body.get(content_end - 1) == Some(&b'\n') {
@@ -102,9 +109,9 @@ pub fn parse_multipart(body: &[u8], boundary: &str) -> Result<Vec<(String, Strin
 
 /// The field name of a part and whether it is a file upload.
 fn disposition(headers: &str) -> Option<(String, bool)> {
-    let line = headers.lines().find(|l| {
-        l.split_once(':').is_some_and(|(k, _)| k.trim().eq_ignore_ascii_case("content-disposition"))
-    })?;
+    let line = headers
+        .lines()
+        .find(|l| l.split_once(':').is_some_and(|(k, _)| k.trim().eq_ignore_ascii_case("content-disposition")))?;
     let (_, value) = line.split_once(':')?;
     let mut name = None;
     let mut is_file = false;
@@ -200,11 +207,26 @@ mod tests {
     }
 
     #[test]
+    fn many_parts_parse_in_linear_time() {
+        let mut body = Vec::new();
+        for i in 0..20_000 {
+            body.extend_from_slice(
+                format!("--b\r\nContent-Disposition: form-data; name=\"f{i}\"\r\n\r\nv\r\n").as_bytes(),
+            );
+        }
+        body.extend_from_slice(b"--b--\r\n");
+        assert_eq!(parse(Some("multipart/form-data; boundary=b"), &body).unwrap().len(), 20_000);
+    }
+
+    #[test]
     fn multipart_framing_errors() {
         assert_eq!(parse(Some("multipart/form-data"), b"x"), Err(FormError::MissingBoundary));
         assert_eq!(parse(Some("multipart/form-data; boundary=q"), b"nothing"), Err(FormError::BadFraming));
         assert_eq!(
-            parse(Some("multipart/form-data; boundary=q"), b"--q\r\nContent-Disposition: form-data; name=\"a\"\r\n\r\nunterminated"),
+            parse(
+                Some("multipart/form-data; boundary=q"),
+                b"--q\r\nContent-Disposition: form-data; name=\"a\"\r\n\r\nunterminated"
+            ),
             Err(FormError::BadFraming)
         );
     }

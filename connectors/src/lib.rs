@@ -6,15 +6,34 @@
 //!
 //! The registry is closed: [`ConnectorKind`] lists every kind and [`build`] is the one
 //! `match` that constructs a connector from its config and secrets.
+//!
+//! | kind | secrets | config | event id |
+//! |---|---|---|---|
+//! | `shopify` | `client_secret` | — | `X-Shopify-Event-Id`, else `X-Shopify-Webhook-Id` |
+//! | `woocommerce` | `webhook_secret` | — | `{topic}:{id}:{date_modified_gmt}` |
+//! | `stripe` | `signing_secret` | `tolerance_secs` | `event.id` |
+//! | `square` | `signature_key` | — | `event_id` |
+//! | `typeform` | `secret` | — | `event_id`, else `form_response.token` |
+//! | `jotform` | `url_token` | — | `submissionID` |
+//! | `twilio` | `auth_token` | — | `MessageSid` (`:status` for callbacks) |
+//! | `whatsapp` | `app_secret`, `verify_token` | — | the message id, or `id:status` |
+//! | `slack` | `signing_secret` | `tolerance_secs` | `event_id` |
+//! | `wechat` | `token`, optional `encoding_aes_key` | `app_id`, `tolerance_secs` | `MsgId`, else `FromUserName:CreateTime` |
+//! | `standard_webhooks` | `secret` | `tolerance_secs` | `webhook-id` |
+//! | `generic_hmac` | `secret` | see [`generic_hmac::GenericHmacConfig`] | header or JSON pointer |
+//!
+//! Without an id of its own a delivery's dedupe key is `sha256:<hex of the raw body>`.
+//! Each platform module documents exactly what is signed; [`testing::sign`] produces
+//! deliveries a genuine platform would send.
 
 pub mod form;
 pub(crate) mod payload;
 pub mod record;
 pub mod registry;
 pub mod signature;
-pub mod testing;
 #[cfg(test)]
 mod test_support;
+pub mod testing;
 
 pub mod generic_hmac;
 pub mod jotform;
@@ -54,18 +73,12 @@ pub struct WebhookRequest<'a> {
 impl WebhookRequest<'_> {
     /// The first header with this (lower-case) name.
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
+        self.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
     }
 
     /// The first query parameter with this name.
     pub fn query_param(&self, name: &str) -> Option<&str> {
-        self.query
-            .iter()
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v.as_str())
+        self.query.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
     }
 
     /// The first header present among `names` (platforms that renamed their headers).
@@ -105,8 +118,11 @@ pub enum WebhookOutcome {
 /// A direct HTTP answer.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Reply {
+    /// HTTP status code.
     pub status: u16,
+    /// `Content-Type` of the body.
     pub content_type: &'static str,
+    /// The body, sent as is.
     pub body: Vec<u8>,
 }
 
@@ -118,25 +134,29 @@ impl Reply {
 
     /// A `text/plain` answer.
     pub fn text(status: u16, body: &str) -> Self {
-        Self {
-            status,
-            content_type: "text/plain; charset=utf-8",
-            body: body.as_bytes().to_vec(),
-        }
+        Self { status, content_type: "text/plain; charset=utf-8", body: body.as_bytes().to_vec() }
     }
 }
 
 /// Why a webhook was refused. Messages never contain secrets or payload data.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum WebhookError {
+    /// The header or query parameter carrying the signature (or a signed part of it, such
+    /// as a timestamp or token) is absent. Suggested status: 401.
     #[error("missing signature: expected header or parameter `{0}`")]
     MissingSignature(&'static str),
+    /// No configured secret (current or previous) produces the signature. Suggested status: 401.
     #[error("signature does not match")]
     BadSignature,
+    /// The signature is valid but its timestamp is too far from now: a replay, or a clock
+    /// that drifted. Suggested status: 401.
     #[error("timestamp outside the allowed window of {tolerance_secs} s")]
     StaleTimestamp { tolerance_secs: i64 },
+    /// The request is not shaped as the platform sends it (unparsable framing, missing
+    /// handshake fields, undecryptable payload). The message is fixed text. Suggested status: 400.
     #[error("malformed request: {0}")]
     Malformed(String),
+    /// The platform never uses this method here. Suggested status: 405.
     #[error("method not allowed")]
     MethodNotAllowed,
 }
@@ -144,8 +164,11 @@ pub enum WebhookError {
 /// Why a stored event could not be turned into records.
 #[derive(Debug, thiserror::Error)]
 pub enum ParseError {
+    /// The stored body is not valid in the platform's format; `detail` gives a position or
+    /// a framing problem, never content.
     #[error("payload is not valid {format}: {detail}")]
     Invalid { format: &'static str, detail: String },
+    /// A field the record cannot exist without (an order id, a form id) is absent.
     #[error("missing field `{0}`")]
     MissingField(&'static str),
 }
@@ -153,8 +176,10 @@ pub enum ParseError {
 /// Why a connector could not be built from its configuration.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum ConfigError {
+    /// A config field (or a secret, named by its field) has an unusable value.
     #[error("config field `{field}`: {reason}")]
     Invalid { field: String, reason: String },
+    /// A required secret is not set.
     #[error("missing secret `{0}`")]
     MissingSecret(String),
 }
@@ -162,12 +187,17 @@ pub enum ConfigError {
 /// An inbox row handed back to the connector for parsing.
 #[derive(Debug, Clone)]
 pub struct StoredEvent {
+    /// The `event_id` that [`Connector::verify`] returned.
     pub event_id: String,
+    /// The `event_type` that [`Connector::verify`] returned.
     pub event_type: String,
     /// Header names in lower case.
     pub headers: Vec<(String, String)>,
+    /// Decoded query parameters, as received (some platforms put data there).
     pub query: Vec<(String, String)>,
+    /// The raw body, exactly as received (WeChat safe mode: still encrypted).
     pub body: Vec<u8>,
+    /// When the hub received it; stands in for platforms that send no timestamp.
     pub received_at: DateTime<Utc>,
 }
 
@@ -192,7 +222,9 @@ impl StoredEvent {
 /// holds the old secret and either one verifies.
 #[derive(Clone, Default)]
 pub struct Secrets {
+    /// Secret name → value (names per kind: [`KindDescriptor::secret_fields`]).
     pub current: std::collections::BTreeMap<String, String>,
+    /// The values being rotated out, still accepted until the grace period ends.
     pub previous: Option<std::collections::BTreeMap<String, String>>,
 }
 

@@ -6,7 +6,6 @@
 
 use chrono::{DateTime, NaiveDateTime, TimeZone, Utc};
 use serde::de::DeserializeOwned;
-use serde::{Deserialize, Deserializer};
 use serde_json::Value;
 
 use crate::{Address, Currency, Money, ParseError, Person};
@@ -24,16 +23,7 @@ pub(crate) fn json_error(error: serde_json::Error) -> ParseError {
         serde_json::error::Category::Data => "unexpected value type",
         serde_json::error::Category::Io => "read error",
     };
-    ParseError::Invalid {
-        format: "JSON",
-        detail: format!("{kind} at line {} column {}", error.line(), error.column()),
-    }
-}
-
-/// `serde(deserialize_with)` for a text field that may arrive as a string, a number, a
-/// boolean or null. Blank strings become `None`.
-pub(crate) fn lenient_text<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
-    Ok(text(Some(&Value::deserialize(d)?)))
+    ParseError::Invalid { format: "JSON", detail: format!("{kind} at line {} column {}", error.line(), error.column()) }
 }
 
 /// A JSON value as trimmed text: strings and numbers (ids, decimals); anything else is `None`.
@@ -60,11 +50,6 @@ pub(crate) fn at(value: &Value, pointer: &str) -> Option<String> {
 pub(crate) fn clean(s: &str) -> Option<String> {
     let t = s.trim();
     (!t.is_empty()).then(|| t.to_string())
-}
-
-/// Trim an optional owned string, dropping blanks.
-pub(crate) fn clean_opt(s: Option<String>) -> Option<String> {
-    s.as_deref().and_then(clean)
 }
 
 /// An RFC 3339 time (with offset) in UTC.

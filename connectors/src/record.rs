@@ -20,7 +20,9 @@ pub enum Record {
     /// Export everything held about this person (e.g. Shopify `customers/data_request`).
     DataRequest(PrivacyRequest),
     /// Erase everything this connector brought in (e.g. Shopify `shop/redact`).
-    ShopErasure { requested_at: Option<DateTime<Utc>> },
+    ShopErasure {
+        requested_at: Option<DateTime<Utc>>,
+    },
 }
 
 /// The identity-bearing facts about a person, as one source saw them.

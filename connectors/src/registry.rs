@@ -73,10 +73,10 @@ impl ConnectorKind {
     /// Parse a kind name (case-insensitive).
     pub fn parse(name: &str) -> Result<Self, UnknownKind> {
         let lower = name.trim().to_ascii_lowercase();
-        Self::ALL.into_iter().find(|k| k.as_str() == lower).ok_or_else(|| UnknownKind {
-            given: name.to_string(),
-            valid: Self::ALL.map(|k| k.as_str()).join(", "),
-        })
+        Self::ALL
+            .into_iter()
+            .find(|k| k.as_str() == lower)
+            .ok_or_else(|| UnknownKind { given: name.to_string(), valid: Self::ALL.map(|k| k.as_str()).join(", ") })
     }
 }
 
@@ -144,14 +144,17 @@ pub(crate) fn parse_config<T: DeserializeOwned>(config: &Value) -> Result<T, Con
         Some(rest.split('`').next()?.to_string())
     });
     let field = named.or_else(|| {
-        object.keys().find(|key| {
-            let mut without = object.clone();
-            without.remove(*key);
-            match serde_json::from_value::<T>(Value::Object(without)) {
-                Ok(_) => true,
-                Err(e) => e.to_string() != error,
-            }
-        }).cloned()
+        object
+            .keys()
+            .find(|key| {
+                let mut without = object.clone();
+                without.remove(*key);
+                match serde_json::from_value::<T>(Value::Object(without)) {
+                    Ok(_) => true,
+                    Err(e) => e.to_string() != error,
+                }
+            })
+            .cloned()
     });
     Err(ConfigError::Invalid { field: field.unwrap_or_else(|| "config".into()), reason: error })
 }
@@ -173,7 +176,9 @@ impl ConnectorKind {
             Self::StandardWebhooks => {
                 ("Standard Webhooks", "generic", standard_webhooks::config_schema(), &[standard_webhooks::SECRET])
             }
-            Self::GenericHmac => ("Generic HMAC webhook", "generic", generic_hmac::config_schema(), &[generic_hmac::SECRET]),
+            Self::GenericHmac => {
+                ("Generic HMAC webhook", "generic", generic_hmac::config_schema(), &[generic_hmac::SECRET])
+            }
         };
         KindDescriptor {
             kind: self,
@@ -221,4 +226,153 @@ pub(crate) fn check_tolerance(field: &str, secs: i64) -> Result<(), ConfigError>
 
 pub(crate) fn default_tolerance() -> i64 {
     300
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use crate::test_support::{at, secrets};
+    use crate::{testing, WebhookOutcome};
+
+    /// Minimal secrets and config for each kind, and a body its platform would send.
+    fn setup(kind: ConnectorKind) -> (Secrets, Value, &'static [u8]) {
+        let s = |pairs: &[(&str, &str)]| secrets(pairs);
+        match kind {
+            ConnectorKind::Shopify => {
+                (s(&[("client_secret", "k")]), Value::Null, include_bytes!("shopify/fixtures/orders_create.json"))
+            }
+            ConnectorKind::Woocommerce => (
+                s(&[("webhook_secret", "k")]),
+                Value::Null,
+                include_bytes!("woocommerce/fixtures/customer_created.json"),
+            ),
+            ConnectorKind::Stripe => (
+                s(&[("signing_secret", "whsec_k")]),
+                Value::Null,
+                include_bytes!("stripe/fixtures/customer_created.json"),
+            ),
+            ConnectorKind::Square => {
+                (s(&[("signature_key", "k")]), Value::Null, include_bytes!("square/fixtures/payment_updated.json"))
+            }
+            ConnectorKind::Typeform => {
+                (s(&[("secret", "k")]), Value::Null, include_bytes!("typeform/fixtures/form_response.json"))
+            }
+            ConnectorKind::Jotform => {
+                (s(&[("url_token", "k")]), Value::Null, include_bytes!("jotform/fixtures/submission_multipart.txt"))
+            }
+            ConnectorKind::Twilio => {
+                (s(&[("auth_token", "k")]), Value::Null, include_bytes!("twilio/fixtures/inbound_sms.txt"))
+            }
+            ConnectorKind::Whatsapp => (
+                s(&[("app_secret", "k"), ("verify_token", "v")]),
+                Value::Null,
+                include_bytes!("whatsapp/fixtures/messages_text.json"),
+            ),
+            ConnectorKind::Slack => {
+                (s(&[("signing_secret", "k")]), Value::Null, include_bytes!("slack/fixtures/team_join.json"))
+            }
+            ConnectorKind::Wechat => {
+                (s(&[("token", "k")]), Value::Null, include_bytes!("wechat/fixtures/text_message.xml"))
+            }
+            ConnectorKind::StandardWebhooks => (
+                s(&[("secret", "whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD")]),
+                Value::Null,
+                include_bytes!("standard_webhooks/fixtures/contact_created.json"),
+            ),
+            ConnectorKind::GenericHmac => (
+                s(&[("secret", "k")]),
+                serde_json::json!({"signature_header": "x-signature", "prefix": "sha256=", "mapping": {"email": "/data/contact/email"}}),
+                include_bytes!("generic_hmac/fixtures/contact_updated.json"),
+            ),
+        }
+    }
+
+    #[test]
+    fn every_kind_builds_and_accepts_what_testing_sign_produces_and_parses_a_record() {
+        let now = at(1_718_452_800);
+        for kind in ConnectorKind::ALL {
+            let (secrets, config, body) = setup(kind);
+            let connector = build(kind, &config, &secrets).unwrap();
+            assert_eq!(connector.kind(), kind);
+            let req =
+                testing::sign_with_config(kind, &config, &secrets, "https://hub.example.com/webhooks/c1", body, now)
+                    .unwrap();
+            let outcome = connector.verify(&req.request(), now).unwrap_or_else(|e| panic!("{kind}: {e}"));
+            let WebhookOutcome::Accept { event_id, event_type, .. } = outcome else { panic!("{kind}: {outcome:?}") };
+            let records = connector.parse(&req.stored(&event_id, &event_type, now)).unwrap();
+            assert_eq!(records.len(), 1, "{kind}: {records:?}");
+        }
+    }
+
+    #[test]
+    fn missing_secrets_are_named() {
+        for kind in ConnectorKind::ALL {
+            let (_, config, _) = setup(kind);
+            let err = build(kind, &config, &Secrets::default()).err().unwrap();
+            let ConfigError::MissingSecret(name) = err else { panic!("{kind}: {err:?}") };
+            assert!(kind.descriptor().secret_fields.contains(&name.as_str()), "{kind}: {name}");
+        }
+    }
+
+    #[test]
+    fn descriptors_describe_the_config_objects() {
+        let categories = ["forms", "commerce", "pos", "payments", "messaging", "generic"];
+        for kind in ConnectorKind::ALL {
+            let d = kind.descriptor();
+            assert!(categories.contains(&d.category), "{kind}");
+            assert!(!d.secret_fields.is_empty() && !d.display_name.is_empty());
+            assert_eq!(d.config_schema["type"], "object");
+            assert_eq!(d.config_schema["additionalProperties"], false);
+            // The schema lists exactly the fields the config struct accepts.
+            let defaults = default_config_json(kind);
+            let mut accepted: Vec<String> = defaults.as_object().unwrap().keys().cloned().collect();
+            let mut described: Vec<String> =
+                d.config_schema["properties"].as_object().unwrap().keys().cloned().collect();
+            accepted.sort();
+            described.sort();
+            assert_eq!(accepted, described, "{kind}");
+        }
+        assert_eq!(
+            ConnectorKind::GenericHmac.descriptor().config_schema["required"],
+            serde_json::json!(["signature_header"])
+        );
+        assert_eq!(ConnectorKind::Wechat.descriptor().secret_fields, vec!["token", "encoding_aes_key"]);
+    }
+
+    fn default_config_json(kind: ConnectorKind) -> Value {
+        match kind {
+            ConnectorKind::Shopify => serde_json::to_value(shopify::ShopifyConfig::default()),
+            ConnectorKind::Woocommerce => serde_json::to_value(woocommerce::WoocommerceConfig::default()),
+            ConnectorKind::Stripe => serde_json::to_value(stripe::StripeConfig::default()),
+            ConnectorKind::Square => serde_json::to_value(square::SquareConfig::default()),
+            ConnectorKind::Typeform => serde_json::to_value(typeform::TypeformConfig::default()),
+            ConnectorKind::Jotform => serde_json::to_value(jotform::JotformConfig::default()),
+            ConnectorKind::Twilio => serde_json::to_value(twilio::TwilioConfig::default()),
+            ConnectorKind::Whatsapp => serde_json::to_value(whatsapp::WhatsappConfig::default()),
+            ConnectorKind::Slack => serde_json::to_value(slack::SlackConfig::default()),
+            ConnectorKind::Wechat => serde_json::to_value(wechat::WechatConfig::default()),
+            ConnectorKind::StandardWebhooks => {
+                serde_json::to_value(standard_webhooks::StandardWebhooksConfig::default())
+            }
+            ConnectorKind::GenericHmac => serde_json::to_value(generic_hmac::GenericHmacConfig::default()),
+        }
+        .unwrap()
+    }
+
+    #[test]
+    fn config_must_be_an_object_and_unknown_fields_are_named() {
+        let s = secrets(&[("client_secret", "k")]);
+        let err = build(ConnectorKind::Shopify, &serde_json::json!([1]), &s).err().unwrap();
+        assert_eq!(err, ConfigError::Invalid { field: "config".into(), reason: "must be a JSON object".into() });
+        let err = build(ConnectorKind::Shopify, &serde_json::json!({"shop": "x"}), &s).err().unwrap();
+        assert!(matches!(err, ConfigError::Invalid { ref field, .. } if field == "shop"));
+    }
+
+    #[test]
+    fn unknown_kind_lists_the_valid_ones() {
+        let err = ConnectorKind::parse("hubspot").unwrap_err();
+        assert!(err.to_string().contains("shopify, woocommerce, stripe"));
+        assert_eq!(ConnectorKind::parse(" Standard_Webhooks ").unwrap(), ConnectorKind::StandardWebhooks);
+    }
 }

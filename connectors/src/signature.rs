@@ -17,6 +17,15 @@ use subtle::ConstantTimeEq;
 
 use crate::{ConfigError, Secrets, WebhookError};
 
+/// For key material: also ignores non-zero trailing bits, as Python's `b64decode` does (a
+/// WeChat EncodingAESKey is 43 random characters, whose last one rarely ends in zero bits).
+const BASE64_KEY: GeneralPurpose = GeneralPurpose::new(
+    &alphabet::STANDARD,
+    GeneralPurposeConfig::new()
+        .with_decode_padding_mode(DecodePaddingMode::Indifferent)
+        .with_decode_allow_trailing_bits(true),
+);
+
 /// Standard base64 alphabet; decoding accepts the padding present or absent, as several
 /// platforms (and the Standard Webhooks SDKs) do.
 const BASE64: GeneralPurpose = GeneralPurpose::new(
@@ -229,6 +238,11 @@ pub fn decode_hex(text: &str) -> Option<Vec<u8>> {
 /// Decode standard base64, padding optional. Surrounding whitespace is ignored.
 pub fn decode_base64(text: &str) -> Option<Vec<u8>> {
     BASE64.decode(text.trim()).ok()
+}
+
+/// Decode base64 key material leniently (padding optional, trailing bits ignored).
+pub fn decode_base64_key(text: &str) -> Option<Vec<u8>> {
+    BASE64_KEY.decode(text.trim()).ok()
 }
 
 /// Encode standard base64 with padding.

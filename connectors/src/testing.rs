@@ -114,7 +114,13 @@ impl SignedRequest {
 
     /// The request as the hub hands it to [`crate::Connector::verify`].
     pub fn request(&self) -> WebhookRequest<'_> {
-        WebhookRequest { method: self.method, url: &self.url, headers: &self.headers, query: &self.query, body: &self.body }
+        WebhookRequest {
+            method: self.method,
+            url: &self.url,
+            headers: &self.headers,
+            query: &self.query,
+            body: &self.body,
+        }
     }
 
     /// The inbox row the hub would store for this request.
@@ -146,8 +152,9 @@ impl SignedRequest {
 ///   first, a form body is signed as URL + sorted params.
 /// - whatsapp: `x-hub-signature-256: sha256=<hex>`.
 /// - slack: `x-slack-signature`, `x-slack-request-timestamp`.
-/// - wechat: query `signature`, `timestamp`, `nonce`, `openid` (plaintext mode; safe mode
-///   needs `app_id`, see [`sign_with_config`]).
+/// - wechat: query `signature`, `timestamp`, `nonce`, `openid`: plaintext mode. Safe mode
+///   (the secrets hold `encoding_aes_key`) needs the `app_id` of the config: use
+///   [`sign_with_config`]; a connector with an EncodingAESKey refuses plaintext pushes.
 /// - standard_webhooks: `webhook-id`, `webhook-timestamp`, `webhook-signature`.
 /// - generic_hmac: per [`generic_hmac::GenericHmacConfig::default`] (`x-signature:
 ///   sha256=<hex>` over the body).

@@ -465,7 +465,19 @@ impl MigrationTrait for Migration {
     }
 
     async fn down(&self, m: &SchemaManager) -> Result<(), DbErr> {
-        for t in ["audit_log", "api_keys", "inbox", "connectors", "merges", "orders", "events", "source_records", "identities", "customer_tags", "customers"] {
+        for t in [
+            "audit_log",
+            "api_keys",
+            "inbox",
+            "connectors",
+            "merges",
+            "orders",
+            "events",
+            "source_records",
+            "identities",
+            "customer_tags",
+            "customers",
+        ] {
             m.drop_table(Table::drop().table(Alias::new(t)).if_exists().to_owned()).await?;
         }
         Ok(())

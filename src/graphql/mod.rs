@@ -1,6 +1,7 @@
 //! The GraphQL API: schema building, queries, mutations, subscriptions and loaders.
 //! Resolvers call store and domain functions; they never build SQL.
 
+pub mod admin;
 pub mod error;
 pub mod loaders;
 pub mod mutation;
@@ -13,11 +14,19 @@ use async_graphql::{Context, Schema};
 use crate::AppState;
 use error::ApiError;
 
-pub type JunctionSchema = Schema<query::Query, mutation::Mutation, subscription::Subscription>;
+/// The query root: the customer API and the admin API.
+#[derive(async_graphql::MergedObject, Default)]
+pub struct QueryRoot(query::Query, admin::AdminQuery);
+
+/// The mutation root.
+#[derive(async_graphql::MergedObject, Default)]
+pub struct MutationRoot(mutation::Mutation, admin::AdminMutation);
+
+pub type JunctionSchema = Schema<QueryRoot, MutationRoot, subscription::Subscription>;
 
 /// Build the schema with the limits from config.
 pub fn build_schema(state: Option<AppState>, config: &crate::config::GraphqlConfig) -> JunctionSchema {
-    let mut builder = Schema::build(query::Query, mutation::Mutation, subscription::Subscription)
+    let mut builder = Schema::build(QueryRoot::default(), MutationRoot::default(), subscription::Subscription)
         .limit_depth(config.max_depth)
         .limit_complexity(config.max_complexity);
     if !config.introspection {

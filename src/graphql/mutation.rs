@@ -11,6 +11,7 @@ use crate::ids::CustomerId;
 use crate::store::{CustomerPatch, NewEvent};
 use crate::ChangeKind;
 
+#[derive(Default)]
 pub struct Mutation;
 
 #[derive(InputObject)]
@@ -127,7 +128,11 @@ impl Mutation {
         for (i, id) in input.identities.into_iter().enumerate() {
             let kind: crate::identity::IdentityKind = id.kind.into();
             if kind.is_namespaced() && id.namespace.as_deref().map(str::trim).unwrap_or("").is_empty() {
-                return Err(ApiError::validation(format!("input.identities[{i}].namespace"), "required for external and device ids").into());
+                return Err(ApiError::validation(
+                    format!("input.identities[{i}].namespace"),
+                    "required for external and device ids",
+                )
+                .into());
             }
             identifiers.push(RawIdentifier { kind, namespace: id.namespace, value: id.value });
         }
@@ -164,15 +169,25 @@ impl Mutation {
         // Refuse before writing when no identifier is usable: nothing to attach the record to.
         let preview = st.extractor.extract(&obs, None);
         if preview.keys.is_empty() && preview.deferred_phones.is_empty() {
-            let reasons: Vec<String> = preview.rejected.iter().map(|r| format!("{}: {}", r.kind.as_str(), r.reason)).collect();
-            return Err(ApiError::validation("input.identities", format!("no usable identifier ({})", reasons.join("; "))).into());
+            let reasons: Vec<String> =
+                preview.rejected.iter().map(|r| format!("{}: {}", r.kind.as_str(), r.reason)).collect();
+            return Err(ApiError::validation(
+                "input.identities",
+                format!("no usable identifier ({})", reasons.join("; ")),
+            )
+            .into());
         }
         let outcome = st.store.ingest(&st.extractor, &obs, None).await.map_err(ApiError::from)?;
         if outcome.created && outcome.rejected.len() == obs.identifiers.len() {
             // Only deferred phones that then failed: nothing identified the person.
             tracing::debug!("customer created without identifiers");
         }
-        let (model, _) = st.store.customer(outcome.customer_id).await.map_err(ApiError::from)?.ok_or(ApiError::NotFound("customer"))?;
+        let (model, _) = st
+            .store
+            .customer(outcome.customer_id)
+            .await
+            .map_err(ApiError::from)?
+            .ok_or(ApiError::NotFound("customer"))?;
         for m in &outcome.merged {
             st.notify(*m, ChangeKind::Merged);
         }
@@ -203,7 +218,8 @@ impl Mutation {
             remove_tags: clean_tags(input.remove_tags, "input.removeTags")?,
         };
         let live = st.store.update_customer(&st.extractor, id, patch).await.map_err(ApiError::from)?;
-        let (model, _) = st.store.customer(live).await.map_err(ApiError::from)?.ok_or(ApiError::NotFound("customer"))?;
+        let (model, _) =
+            st.store.customer(live).await.map_err(ApiError::from)?.ok_or(ApiError::NotFound("customer"))?;
         st.notify(live, ChangeKind::Updated);
         Ok(Customer::single(&st.store, model, (live != id).then_some(id)))
     }
@@ -241,4 +257,3 @@ impl Mutation {
         Ok(Event(event))
     }
 }
-

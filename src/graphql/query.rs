@@ -8,6 +8,7 @@ use crate::identity::IdentityKey;
 use crate::ids::CustomerId;
 use crate::store::{Cursor, CustomerFilter, CustomerSort, PageRequest};
 
+#[derive(Default)]
 pub struct Query;
 
 #[derive(InputObject, Default)]
@@ -86,7 +87,13 @@ fn parse_cursor(c: Option<String>, arg: &str) -> Result<Option<Cursor>, ApiError
 }
 
 /// Normalise an identity value exactly as ingestion does.
-pub(crate) fn identity_key(ctx: &Context<'_>, kind: IdentityKind, value: &str, namespace: Option<String>, arg: &str) -> Result<IdentityKey, ApiError> {
+pub(crate) fn identity_key(
+    ctx: &Context<'_>,
+    kind: IdentityKind,
+    value: &str,
+    namespace: Option<String>,
+    arg: &str,
+) -> Result<IdentityKey, ApiError> {
     let extractor = &state(ctx).extractor;
     let kind: crate::identity::IdentityKind = kind.into();
     match kind {
@@ -96,7 +103,9 @@ pub(crate) fn identity_key(ctx: &Context<'_>, kind: IdentityKind, value: &str, n
             .map(|(k, _)| k)
             .map_err(|m| ApiError::validation(arg, m)),
         _ => {
-            let namespace = namespace.filter(|n| !n.is_empty()).ok_or_else(|| ApiError::validation("namespace", "required for external and device ids"))?;
+            let namespace = namespace
+                .filter(|n| !n.is_empty())
+                .ok_or_else(|| ApiError::validation("namespace", "required for external and device ids"))?;
             let value = value.trim();
             if value.is_empty() {
                 return Err(ApiError::validation(arg, "must not be empty"));

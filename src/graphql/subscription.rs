@@ -29,26 +29,31 @@ pub struct CustomerChangedEvent {
 #[Subscription]
 impl Subscription {
     /// Changes to customers, or to one customer when `id` is given.
-    async fn customer_changed(&self, ctx: &Context<'_>, id: Option<ID>) -> async_graphql::Result<BoxStream<'static, CustomerChangedEvent>> {
+    async fn customer_changed(
+        &self,
+        ctx: &Context<'_>,
+        id: Option<ID>,
+    ) -> async_graphql::Result<BoxStream<'static, CustomerChangedEvent>> {
         let only = id.map(|i| parse_customer_id(&i, "id")).transpose().map_err(ApiError::into_gql)?;
         let rx = state(ctx).changes.subscribe();
-        Ok(BroadcastStream::new(rx).filter_map(move |c| async move {
-            let c = c.ok()?;
-            if only.is_some_and(|o| o != c.customer_id) {
-                return None;
-            }
-            Some(CustomerChangedEvent {
-                customer_id: ID(c.customer_id.to_string()),
-                change: match c.kind {
-                    ChangeKind::Created => CustomerChangeKind::Created,
-                    ChangeKind::Updated => CustomerChangeKind::Updated,
-                    ChangeKind::Merged => CustomerChangeKind::Merged,
-                    ChangeKind::Deleted => CustomerChangeKind::Deleted,
-                },
-                at: c.at,
+        Ok(BroadcastStream::new(rx)
+            .filter_map(move |c| async move {
+                let c = c.ok()?;
+                if only.is_some_and(|o| o != c.customer_id) {
+                    return None;
+                }
+                Some(CustomerChangedEvent {
+                    customer_id: ID(c.customer_id.to_string()),
+                    change: match c.kind {
+                        ChangeKind::Created => CustomerChangeKind::Created,
+                        ChangeKind::Updated => CustomerChangeKind::Updated,
+                        ChangeKind::Merged => CustomerChangeKind::Merged,
+                        ChangeKind::Deleted => CustomerChangeKind::Deleted,
+                    },
+                    at: c.at,
+                })
             })
-        })
-        .boxed())
+            .boxed())
     }
 }
 
@@ -66,7 +71,9 @@ mod tokio_stream_shim {
 
     impl BroadcastStream {
         #[allow(clippy::new_ret_no_self)]
-        pub fn new<T: Clone + Send + 'static>(rx: broadcast::Receiver<T>) -> impl futures::Stream<Item = Result<T, ()>> {
+        pub fn new<T: Clone + Send + 'static>(
+            rx: broadcast::Receiver<T>,
+        ) -> impl futures::Stream<Item = Result<T, ()>> {
             futures::stream::unfold(rx, |mut rx| async move {
                 loop {
                     match rx.recv().await {

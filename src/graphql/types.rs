@@ -7,8 +7,8 @@ use serde_json::Value;
 use super::error::{ApiError, ApiResult};
 use super::loaders::PageBatch;
 use super::page_size;
-use crate::ids::{CustomerId, EventId, IdentityId, OrderId};
 use crate::identity::IdentityKind as DomainKind;
+use crate::ids::{CustomerId, EventId, IdentityId, OrderId};
 use crate::store::entities::{customer, event, identity, order};
 use crate::store::Cursor;
 
@@ -104,7 +104,14 @@ pub struct Address {
 
 impl From<junction_connectors::Address> for Address {
     fn from(a: junction_connectors::Address) -> Self {
-        Self { line1: a.line1, line2: a.line2, city: a.city, region: a.region, postcode: a.postcode, country: a.country }
+        Self {
+            line1: a.line1,
+            line2: a.line2,
+            city: a.city,
+            region: a.region,
+            postcode: a.postcode,
+            country: a.country,
+        }
     }
 }
 
@@ -285,7 +292,9 @@ impl Customer {
     async fn events(&self, ctx: &Context<'_>, first: Option<i32>, after: Option<String>) -> ApiResult<EventConnection> {
         let limit = page_size(ctx, first, None, "first")?;
         let before = match after {
-            Some(c) => Some(Cursor::decode(&c).ok_or_else(|| ApiError::validation("after", "not a cursor from this API"))?),
+            Some(c) => {
+                Some(Cursor::decode(&c).ok_or_else(|| ApiError::validation("after", "not a cursor from this API"))?)
+            }
             None => None,
         };
         let mut rows = self.batch.events(self.model.id, limit, before).await.map_err(ApiError::from)?;
@@ -306,4 +315,3 @@ impl Customer {
         })
     }
 }
-

@@ -103,7 +103,11 @@ impl KeyExtractor {
         if self.junk.is_junk_email(&email) {
             return Err("junk value".into());
         }
-        Ok(IdentityKey { kind: IdentityKind::Email, namespace: String::new(), value: email.canonical_key().to_string() })
+        Ok(IdentityKey {
+            kind: IdentityKind::Email,
+            namespace: String::new(),
+            value: email.canonical_key().to_string(),
+        })
     }
 
     /// Normalise one phone the way ingestion does (for lookups by value).
@@ -113,11 +117,19 @@ impl KeyExtractor {
             return Err("junk value".into());
         }
         let region = phone.region().map(|r| r.to_string());
-        Ok((IdentityKey { kind: IdentityKind::Phone, namespace: String::new(), value: phone.as_e164().to_string() }, region))
+        Ok((
+            IdentityKey { kind: IdentityKind::Phone, namespace: String::new(), value: phone.as_e164().to_string() },
+            region,
+        ))
     }
 
     /// Hints for a record: its country, the connector's region, then the likely list.
-    pub fn hints(&self, record_country: Option<&str>, connector_region: Option<&str>, customer_regions: &[String]) -> RegionHints {
+    pub fn hints(
+        &self,
+        record_country: Option<&str>,
+        connector_region: Option<&str>,
+        customer_regions: &[String],
+    ) -> RegionHints {
         RegionHints {
             record_country: record_country.map(|c| c.trim().to_ascii_uppercase()).filter(|c| c.len() == 2),
             connector_region: connector_region.map(str::to_string),
@@ -137,7 +149,9 @@ impl KeyExtractor {
             match id.kind {
                 IdentityKind::Email => match self.email_key(raw) {
                     Ok(key) => out.keys.push(ParsedIdentity { key, raw: raw.to_string(), region: None }),
-                    Err(reason) => out.rejected.push(RejectedIdentifier { kind: id.kind, raw: raw.to_string(), reason }),
+                    Err(reason) => {
+                        out.rejected.push(RejectedIdentifier { kind: id.kind, raw: raw.to_string(), reason })
+                    }
                 },
                 IdentityKind::Phone => {
                     let hints = self.hints(obs.profile.country.as_deref(), connector_region, &[]);
@@ -157,12 +171,20 @@ impl KeyExtractor {
                             region: phone.region().map(|r| r.to_string()),
                         }),
                         Err(e) if e.is_region_problem() => out.deferred_phones.push(raw.to_string()),
-                        Err(e) => out.rejected.push(RejectedIdentifier { kind: id.kind, raw: raw.to_string(), reason: e.to_string() }),
+                        Err(e) => out.rejected.push(RejectedIdentifier {
+                            kind: id.kind,
+                            raw: raw.to_string(),
+                            reason: e.to_string(),
+                        }),
                     }
                 }
                 IdentityKind::ExternalId | IdentityKind::Device => {
                     if self.junk.is_junk_value(raw) {
-                        out.rejected.push(RejectedIdentifier { kind: id.kind, raw: raw.to_string(), reason: "junk value".into() });
+                        out.rejected.push(RejectedIdentifier {
+                            kind: id.kind,
+                            raw: raw.to_string(),
+                            reason: "junk value".into(),
+                        });
                         continue;
                     }
                     let namespace = id.namespace.clone().unwrap_or_else(|| obs.source.namespace.clone());
@@ -180,7 +202,13 @@ impl KeyExtractor {
     }
 
     /// Second chance for phones with no region, using the matched customer's regions.
-    pub fn resolve_deferred(&self, extracted: &mut Extracted, obs: &Observation, connector_region: Option<&str>, customer_regions: &[String]) {
+    pub fn resolve_deferred(
+        &self,
+        extracted: &mut Extracted,
+        obs: &Observation,
+        connector_region: Option<&str>,
+        customer_regions: &[String],
+    ) {
         for raw in std::mem::take(&mut extracted.deferred_phones) {
             let hints = self.hints(obs.profile.country.as_deref(), connector_region, customer_regions);
             match self.phone_key(&raw, hints) {

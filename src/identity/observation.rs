@@ -85,10 +85,7 @@ impl Observation {
                 full_name: person.full_name.clone(),
                 birth_date: person.birth_date,
                 address: person.address.clone(),
-                country: person
-                    .country
-                    .clone()
-                    .or_else(|| person.address.as_ref().and_then(|a| a.country.clone())),
+                country: person.country.clone().or_else(|| person.address.as_ref().and_then(|a| a.country.clone())),
             },
             traits: Default::default(),
             tags: vec![],

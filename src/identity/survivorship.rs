@@ -63,11 +63,8 @@ pub fn golden_record(observations: &[Observation]) -> GoldenRecord {
         }
     }
     if g.full_name.is_none() {
-        let joined = [g.given_name.as_deref(), g.family_name.as_deref()]
-            .into_iter()
-            .flatten()
-            .collect::<Vec<_>>()
-            .join(" ");
+        let joined =
+            [g.given_name.as_deref(), g.family_name.as_deref()].into_iter().flatten().collect::<Vec<_>>().join(" ");
         if !joined.is_empty() {
             g.full_name = Some(joined);
         }

@@ -36,12 +36,16 @@ impl FlatRecord {
         let source = clean(&self.source).unwrap_or_else(|| "import".into()).to_ascii_lowercase();
         let occurred_at = match clean(&self.occurred_at) {
             Some(t) => Some(
-                DateTime::parse_from_rfc3339(&t).map(|d| d.with_timezone(&Utc)).map_err(|_| "occurred_at: not RFC 3339".to_string())?,
+                DateTime::parse_from_rfc3339(&t)
+                    .map(|d| d.with_timezone(&Utc))
+                    .map_err(|_| "occurred_at: not RFC 3339".to_string())?,
             ),
             None => None,
         };
         let birth_date = match clean(&self.birth_date) {
-            Some(d) => Some(NaiveDate::parse_from_str(&d, "%Y-%m-%d").map_err(|_| "birth_date: not YYYY-MM-DD".to_string())?),
+            Some(d) => {
+                Some(NaiveDate::parse_from_str(&d, "%Y-%m-%d").map_err(|_| "birth_date: not YYYY-MM-DD".to_string())?)
+            }
             None => None,
         };
         let country = clean(&self.country).map(|c| c.to_ascii_uppercase());

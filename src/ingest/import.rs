@@ -167,7 +167,12 @@ impl ClassifyName for serde_json::Error {
     }
 }
 
-async fn flush(store: &Store, extractor: &KeyExtractor, batch: &mut Vec<Observation>, summary: &mut ImportSummary) -> StoreResult<()> {
+async fn flush(
+    store: &Store,
+    extractor: &KeyExtractor,
+    batch: &mut Vec<Observation>,
+    summary: &mut ImportSummary,
+) -> StoreResult<()> {
     if batch.is_empty() {
         return Ok(());
     }

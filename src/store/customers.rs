@@ -14,7 +14,9 @@ use uuid::Uuid;
 use super::entities::{customer, customer_tag, event, identity, merge, order, source_record};
 use super::{ph, Cursor, Page, PageRequest, Store, StoreError, StoreResult};
 use crate::identity::keys::{Extracted, ParsedIdentity};
-use crate::identity::{decide, golden_record, Decision, IdentityKey, IdentityKind, KeyExtractor, Observation, RejectedIdentifier};
+use crate::identity::{
+    decide, golden_record, Decision, IdentityKey, IdentityKind, KeyExtractor, Observation, RejectedIdentifier,
+};
 use crate::ids::CustomerId;
 
 /// What ingesting one observation did.
@@ -96,7 +98,12 @@ fn lock_id(key: &IdentityKey) -> i64 {
 impl Store {
     /// Resolve and persist one observation, retrying transient conflicts.
     #[tracing::instrument(skip_all, fields(source = %obs.source.source))]
-    pub async fn ingest(&self, extractor: &KeyExtractor, obs: &Observation, region: Option<&str>) -> StoreResult<IngestOutcome> {
+    pub async fn ingest(
+        &self,
+        extractor: &KeyExtractor,
+        obs: &Observation,
+        region: Option<&str>,
+    ) -> StoreResult<IngestOutcome> {
         let mut attempt = 0;
         loop {
             let tx = self.write().await?;
@@ -116,7 +123,11 @@ impl Store {
     }
 
     /// Ingest several observations in one transaction (bulk import).
-    pub async fn ingest_batch(&self, extractor: &KeyExtractor, batch: &[Observation]) -> StoreResult<Vec<IngestOutcome>> {
+    pub async fn ingest_batch(
+        &self,
+        extractor: &KeyExtractor,
+        batch: &[Observation],
+    ) -> StoreResult<Vec<IngestOutcome>> {
         let mut attempt = 0;
         loop {
             let tx = self.write().await?;
@@ -143,7 +154,12 @@ impl Store {
     }
 
     /// Attach an observation to a known customer (manual edits), then recompute it.
-    pub async fn ingest_into(&self, extractor: &KeyExtractor, customer: CustomerId, obs: &Observation) -> StoreResult<IngestOutcome> {
+    pub async fn ingest_into(
+        &self,
+        extractor: &KeyExtractor,
+        customer: CustomerId,
+        obs: &Observation,
+    ) -> StoreResult<IngestOutcome> {
         let tx = self.write().await?;
         let outcome = self.ingest_in(&tx.txn, extractor, obs, None, Some(customer)).await?;
         tx.commit().await?;
@@ -193,7 +209,7 @@ impl Store {
         Err(StoreError::Corrupt("merge chain too long".into()))
     }
 
-    async fn ingest_in(
+    pub(crate) async fn ingest_in(
         &self,
         txn: &DatabaseTransaction,
         extractor: &KeyExtractor,
@@ -217,11 +233,17 @@ impl Store {
             // Lock and follow merges so a concurrent merge cannot leave us on an absorbed row.
             let live = self.live_customer(txn, h.customer_id).await?;
             let kind = IdentityKind::parse(&h.kind).unwrap_or(IdentityKind::ExternalId);
-            pairs.push((IdentityKey { kind, namespace: h.namespace.clone(), value: h.value.clone() }, CustomerId(live.id)));
+            pairs.push((
+                IdentityKey { kind, namespace: h.namespace.clone(), value: h.value.clone() },
+                CustomerId(live.id),
+            ));
         }
         if let Some(t) = target {
             let live = self.live_customer(txn, t.0).await?;
-            pairs.push((IdentityKey { kind: IdentityKind::Device, namespace: "__target".into(), value: String::new() }, CustomerId(live.id)));
+            pairs.push((
+                IdentityKey { kind: IdentityKind::Device, namespace: "__target".into(), value: String::new() },
+                CustomerId(live.id),
+            ));
         }
 
         let (customer_id, created, merged) = match decide(&pairs) {
@@ -254,8 +276,17 @@ impl Store {
                     .map(|(k, c)| serde_json::json!({"kind": k.kind.as_str(), "namespace": k.namespace, "customer": c.to_string()}))
                     .collect();
                 for a in &absorbed {
-                    self.absorb(txn, survivor, *a, "shared_identifier", Value::Array(evidence.clone()), "system", None, at)
-                        .await?;
+                    self.absorb(
+                        txn,
+                        survivor,
+                        *a,
+                        "shared_identifier",
+                        Value::Array(evidence.clone()),
+                        "system",
+                        None,
+                        at,
+                    )
+                    .await?;
                 }
                 (survivor, false, absorbed)
             }
@@ -387,13 +418,21 @@ impl Store {
         at: DateTime<Utc>,
     ) -> StoreResult<()> {
         let models: Vec<customer_tag::ActiveModel> = tags
-            .map(|t| customer_tag::ActiveModel { customer_id: Set(customer_id.0), tag: Set(t.to_string()), created_at: Set(at) })
+            .map(|t| customer_tag::ActiveModel {
+                customer_id: Set(customer_id.0),
+                tag: Set(t.to_string()),
+                created_at: Set(at),
+            })
             .collect();
         if models.is_empty() {
             return Ok(());
         }
         customer_tag::Entity::insert_many(models)
-            .on_conflict(OnConflict::columns([customer_tag::Column::CustomerId, customer_tag::Column::Tag]).do_nothing().to_owned())
+            .on_conflict(
+                OnConflict::columns([customer_tag::Column::CustomerId, customer_tag::Column::Tag])
+                    .do_nothing()
+                    .to_owned(),
+            )
             .do_nothing()
             .exec_without_returning(txn)
             .await?;
@@ -401,7 +440,12 @@ impl Store {
     }
 
     /// Recompute the golden record of `customer_id` from its source records and identities.
-    pub(crate) async fn recompute(&self, txn: &DatabaseTransaction, customer_id: CustomerId, at: DateTime<Utc>) -> StoreResult<()> {
+    pub(crate) async fn recompute(
+        &self,
+        txn: &DatabaseTransaction,
+        customer_id: CustomerId,
+        at: DateTime<Utc>,
+    ) -> StoreResult<()> {
         let records = source_record::Entity::find()
             .filter(source_record::Column::CustomerId.eq(customer_id.0))
             .order_by_asc(source_record::Column::ReceivedAt)
@@ -552,7 +596,11 @@ impl Store {
         let mut cond = self.filter_condition(filter);
         let cursor = if page.backward { page.before } else { page.after };
         if let Some(Cursor { at, id }) = cursor {
-            let (after_t, after_id) = if desc { (col.lt(at), customer::Column::Id.lt(id)) } else { (col.gt(at), customer::Column::Id.gt(id)) };
+            let (after_t, after_id) = if desc {
+                (col.lt(at), customer::Column::Id.lt(id))
+            } else {
+                (col.gt(at), customer::Column::Id.gt(id))
+            };
             cond = cond.add(Condition::any().add(after_t).add(Condition::all().add(col.eq(at)).add(after_id)));
         }
         let ord = if desc { Order::Desc } else { Order::Asc };
@@ -612,7 +660,12 @@ impl Store {
     }
 
     /// The newest `limit + 1` events of each customer (older than `before`), in one query.
-    pub async fn events_of(&self, ids: &[Uuid], limit: u64, before: Option<Cursor>) -> StoreResult<HashMap<Uuid, Vec<event::Model>>> {
+    pub async fn events_of(
+        &self,
+        ids: &[Uuid],
+        limit: u64,
+        before: Option<Cursor>,
+    ) -> StoreResult<HashMap<Uuid, Vec<event::Model>>> {
         if ids.is_empty() {
             return Ok(HashMap::new());
         }
@@ -639,7 +692,8 @@ impl Store {
              WHERE rn <= {lim} ORDER BY customer_id, occurred_at DESC, id DESC",
             lim = limit + 1
         );
-        let rows = event::Model::find_by_statement(Statement::from_sql_and_values(b, sql, values)).all(self.conn()).await?;
+        let rows =
+            event::Model::find_by_statement(Statement::from_sql_and_values(b, sql, values)).all(self.conn()).await?;
         Ok(group(rows, |r| r.customer_id))
     }
 
@@ -662,10 +716,19 @@ impl Store {
     }
 
     /// Edit descriptive fields by recording a manual observation, then recompute.
-    pub async fn update_customer(&self, extractor: &KeyExtractor, id: CustomerId, patch: CustomerPatch) -> StoreResult<CustomerId> {
+    pub async fn update_customer(
+        &self,
+        extractor: &KeyExtractor,
+        id: CustomerId,
+        patch: CustomerPatch,
+    ) -> StoreResult<CustomerId> {
         let (live, _) = self.customer(id).await?.ok_or(StoreError::NotFound)?;
         let obs = Observation {
-            source: crate::identity::SourceRef { source: "manual".into(), connector_id: None, namespace: "manual".into() },
+            source: crate::identity::SourceRef {
+                source: "manual".into(),
+                connector_id: None,
+                namespace: "manual".into(),
+            },
             record_id: None,
             record_kind: "customer".into(),
             identifiers: vec![],
@@ -703,7 +766,12 @@ impl Store {
         Ok(outcome.customer_id)
     }
 
-    async fn strip_tags_from_sources(&self, txn: &DatabaseTransaction, id: CustomerId, remove: &[String]) -> StoreResult<()> {
+    async fn strip_tags_from_sources(
+        &self,
+        txn: &DatabaseTransaction,
+        id: CustomerId,
+        remove: &[String],
+    ) -> StoreResult<()> {
         let rows = source_record::Entity::find().filter(source_record::Column::CustomerId.eq(id.0)).all(txn).await?;
         for r in rows {
             let Ok(mut obs) = serde_json::from_value::<Observation>(r.payload.clone()) else { continue };
@@ -738,7 +806,10 @@ impl Store {
             .filter(customer::Column::Id.is_in(doomed.iter().copied()))
             .exec(&tx.txn)
             .await?;
-        customer::Entity::delete_many().filter(customer::Column::Id.is_in(doomed.iter().copied())).exec(&tx.txn).await?;
+        customer::Entity::delete_many()
+            .filter(customer::Column::Id.is_in(doomed.iter().copied()))
+            .exec(&tx.txn)
+            .await?;
         tx.commit().await?;
         Ok(CustomerId(live.id))
     }
@@ -753,7 +824,11 @@ impl Store {
     }
 }
 
-async fn customer_regions(extractor: &KeyExtractor, held: &[identity::Model], _txn: &DatabaseTransaction) -> StoreResult<Vec<String>> {
+async fn customer_regions(
+    extractor: &KeyExtractor,
+    held: &[identity::Model],
+    _txn: &DatabaseTransaction,
+) -> StoreResult<Vec<String>> {
     // The regions of phones already known for the matched customers.
     let mut regions: Vec<String> = Vec::new();
     for h in held.iter().filter(|h| h.kind == "phone") {

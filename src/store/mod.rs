@@ -6,9 +6,12 @@
 //! identity key with transaction-scoped advisory locks, and customer rows are locked
 //! `FOR UPDATE` before a merge or golden-record update.
 
+pub mod connectors;
 pub mod customers;
 pub mod entities;
+pub mod inbox;
 pub mod pagination;
+pub mod records;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -21,7 +24,9 @@ use sea_orm::{
 };
 use tokio::sync::{Mutex, OwnedMutexGuard};
 
+pub use connectors::{ConnectorChange, NewConnector};
 pub use customers::*;
+pub use inbox::{status as inbox_status, NewInboxEvent};
 pub use pagination::{Cursor, Page, PageRequest};
 
 /// Errors of the store layer. Driver text stays here; the edges map these to opaque codes.

@@ -48,7 +48,10 @@ mod tests {
 
     #[test]
     fn cursor_round_trips_and_garbage_is_rejected() {
-        let c = Cursor { at: DateTime::from_timestamp_micros(1_700_000_000_123_456).unwrap_or_default(), id: Uuid::now_v7() };
+        let c = Cursor {
+            at: DateTime::from_timestamp_micros(1_700_000_000_123_456).unwrap_or_default(),
+            id: Uuid::now_v7(),
+        };
         assert_eq!(Cursor::decode(&c.encode()), Some(c));
         assert_eq!(Cursor::decode("not-a-cursor"), None);
     }

@@ -15,12 +15,19 @@ async fn health_readiness_and_metrics(app: TestApp) {
     assert_eq!(r.status(), 200);
     assert!(r.text().await.unwrap().to_lowercase().contains("graphiql"));
     let text = app.client.get(app.url("/metrics")).send().await.unwrap().text().await.unwrap();
-    for metric in ["junction_http_requests_total", "junction_http_request_duration_seconds", "junction_db_pool_connections", "junction_inbox_depth", "junction_db_queries_total"] {
+    for metric in [
+        "junction_http_requests_total",
+        "junction_http_request_duration_seconds",
+        "junction_db_pool_connections",
+        "junction_inbox_depth",
+        "junction_db_queries_total",
+    ] {
         assert!(text.contains(metric), "{metric} missing from /metrics");
     }
     assert!(text.contains("route=\"/readyz\""));
     // Oversized bodies are refused before they are read.
     let big = "x".repeat(2 * 1024 * 1024);
-    let r = app.client.post(app.url("/graphql")).header("content-type", "application/json").body(big).send().await.unwrap();
+    let r =
+        app.client.post(app.url("/graphql")).header("content-type", "application/json").body(big).send().await.unwrap();
     assert_eq!(r.status(), 413);
 }

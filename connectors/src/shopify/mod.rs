@@ -13,7 +13,9 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-use crate::payload::{address, body_hash_id, clean, country_code, field, from_json, money_decimal, push_unique, rfc3339};
+use crate::payload::{
+    address, body_hash_id, clean, country_code, field, from_json, money_decimal, push_unique, rfc3339,
+};
 use crate::registry::object_schema;
 use crate::signature::{encode_base64, hmac, verify_text, Algorithm, Encoding, KeyRing};
 use crate::testing::{current, derived_id, SignedRequest};
@@ -60,12 +62,10 @@ impl Connector for Shopify {
 
     fn verify(&self, req: &WebhookRequest<'_>, _now: DateTime<Utc>) -> Result<WebhookOutcome, WebhookError> {
         req.require_method("POST")?;
-        let signature = req.header_any(&SIGNATURE_HEADERS).ok_or(WebhookError::MissingSignature(SIGNATURE_HEADERS[0]))?;
+        let signature =
+            req.header_any(&SIGNATURE_HEADERS).ok_or(WebhookError::MissingSignature(SIGNATURE_HEADERS[0]))?;
         verify_text(&self.keys, Algorithm::Sha256, Encoding::Base64, "", signature, &[req.body])?;
-        let event_id = req
-            .header_any(&EVENT_ID_HEADERS)
-            .and_then(clean)
-            .unwrap_or_else(|| body_hash_id(req.body));
+        let event_id = req.header_any(&EVENT_ID_HEADERS).and_then(clean).unwrap_or_else(|| body_hash_id(req.body));
         let event_type = req.header_any(&TOPIC_HEADERS).and_then(clean).unwrap_or_else(|| "unknown".into());
         Ok(WebhookOutcome::Accept { event_id, event_type, ack: Reply::ok() })
     }
@@ -151,7 +151,8 @@ fn customer(c: &Value) -> Result<CustomerRecord, ParseError> {
         let tags: Vec<Value> = tags.split(',').filter_map(clean).map(Value::String).collect();
         traits.insert("tags".into(), Value::Array(tags));
     }
-    for key in ["accepts_marketing", "verified_email", "state", "currency", "tax_exempt", "orders_count", "total_spent"] {
+    for key in ["accepts_marketing", "verified_email", "state", "currency", "tax_exempt", "orders_count", "total_spent"]
+    {
         if let Some(v) = c.get(key).filter(|v| !v.is_null()) {
             traits.insert(key.into(), v.clone());
         }
@@ -161,11 +162,7 @@ fn customer(c: &Value) -> Result<CustomerRecord, ParseError> {
             traits.insert(key.into(), state.clone());
         }
     }
-    Ok(CustomerRecord {
-        person,
-        updated_at: field(c, "updated_at").as_deref().and_then(rfc3339),
-        traits,
-    })
+    Ok(CustomerRecord { person, updated_at: field(c, "updated_at").as_deref().and_then(rfc3339), traits })
 }
 
 fn order(o: &Value) -> Result<OrderRecord, ParseError> {

@@ -38,7 +38,10 @@ fn event_id_prefers_event_header_and_accepts_new_header_names() {
         .with_header("shopify-topic", "customers/update")
         .with_header("shopify-webhook-id", "delivery-1")
         .with_header("shopify-event-id", "event-1");
-    assert_eq!(accepted(connector(&s).verify(&req.request(), now()).unwrap()), ("event-1".into(), "customers/update".into()));
+    assert_eq!(
+        accepted(connector(&s).verify(&req.request(), now()).unwrap()),
+        ("event-1".into(), "customers/update".into())
+    );
 
     let bare = SignedRequest::post(URL, CUSTOMER).with_header("x-shopify-hmac-sha256", mac);
     let (id, topic) = accepted(connector(&s).verify(&bare.request(), now()).unwrap());
@@ -86,7 +89,10 @@ fn garbage_signature_is_bad_not_a_panic() {
 
 #[test]
 fn missing_secret_is_a_config_error() {
-    assert_eq!(Shopify::new(ShopifyConfig::default(), &Secrets::default()).unwrap_err(), ConfigError::MissingSecret(SECRET.into()));
+    assert_eq!(
+        Shopify::new(ShopifyConfig::default(), &Secrets::default()).unwrap_err(),
+        ConfigError::MissingSecret(SECRET.into())
+    );
 }
 
 #[test]
@@ -102,7 +108,10 @@ fn customer_create_parses_identity_address_and_traits() {
     assert_eq!(c.person.family_name.as_deref(), Some("González"));
     assert_eq!(c.person.country.as_deref(), Some("US"));
     let a = c.person.address.unwrap();
-    assert_eq!((a.line1.as_deref(), a.city.as_deref(), a.region.as_deref()), (Some("350 Fifth Avenue"), Some("New York"), Some("NY")));
+    assert_eq!(
+        (a.line1.as_deref(), a.city.as_deref(), a.region.as_deref()),
+        (Some("350 Fifth Avenue"), Some("New York"), Some("NY"))
+    );
     assert_eq!(a.postcode.as_deref(), Some("10118"));
     assert_eq!(c.updated_at.unwrap().to_rfc3339(), "2024-03-05T15:15:43+00:00");
     assert_eq!(c.traits["tags"], serde_json::json!(["vip", "newsletter"]));
@@ -139,7 +148,8 @@ fn order_create_parses_money_lines_and_buyer() {
 fn privacy_topics_parse_into_privacy_records() {
     let s = secrets(&[(SECRET, KEY)]);
     let c = connector(&s);
-    let redact = testing::sign(ConnectorKind::Shopify, &s, URL, include_bytes!("fixtures/customers_redact.json"), now());
+    let redact =
+        testing::sign(ConnectorKind::Shopify, &s, URL, include_bytes!("fixtures/customers_redact.json"), now());
     match verify_and_parse(&c, &redact, now()).as_slice() {
         [Record::Erasure(p)] => {
             assert_eq!(p.person.external_id.as_deref(), Some("191167"));
@@ -149,8 +159,11 @@ fn privacy_topics_parse_into_privacy_records() {
         }
         other => panic!("{other:?}"),
     }
-    let export = testing::sign(ConnectorKind::Shopify, &s, URL, include_bytes!("fixtures/customers_data_request.json"), now());
-    assert!(matches!(verify_and_parse(&c, &export, now()).as_slice(), [Record::DataRequest(p)] if p.person.external_id.as_deref() == Some("191167")));
+    let export =
+        testing::sign(ConnectorKind::Shopify, &s, URL, include_bytes!("fixtures/customers_data_request.json"), now());
+    assert!(
+        matches!(verify_and_parse(&c, &export, now()).as_slice(), [Record::DataRequest(p)] if p.person.external_id.as_deref() == Some("191167"))
+    );
     let shop = testing::sign(ConnectorKind::Shopify, &s, URL, include_bytes!("fixtures/shop_redact.json"), now());
     assert_eq!(verify_and_parse(&c, &shop, now()), vec![Record::ShopErasure { requested_at: Some(now()) }]);
 }

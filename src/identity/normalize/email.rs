@@ -8,9 +8,9 @@
 //!   punycoded (`bücher.de` → `xn--bcher-kva.de`); one trailing root dot is dropped.
 //!
 //! Rejected as malformed: blank input; whitespace or control characters inside; no `@` or
-//! several; empty local part; a local part that is not a dot-atom (leading/trailing/doubled dot,
-//! characters outside RFC 5322 `atext` other than non-ASCII letters/digits, quoted local
-//! parts); a domain that IDNA refuses, that has a single label, a numeric top-level label
+//! several; empty local part; a local part that is not a dot-atom (leading/trailing/doubled dot
+//! — tolerated where the provider ignores dots, see [`Email::canonical_key`] — characters
+//! outside RFC 5322 `atext` other than non-ASCII letters/digits, quoted local parts); a domain that IDNA refuses, that has a single label, a numeric top-level label
 //! (IP-like) or is a literal (`[1.2.3.4]`); over-long addresses (local > 64 bytes, total > 254).
 //!
 //! The matching key ([`Email::canonical_key`]) additionally drops a `+tag` on every domain and
@@ -30,8 +30,7 @@ const MAX_LOCAL_LEN: usize = 64;
 const MAX_ADDRESS_LEN: usize = 254;
 
 /// Domains whose mailboxes ignore dots in the local part, and the domain they fold to.
-const DOT_INSENSITIVE_DOMAINS: &[(&str, &str)] =
-    &[("gmail.com", "gmail.com"), ("googlemail.com", "gmail.com")];
+const DOT_INSENSITIVE_DOMAINS: &[(&str, &str)] = &[("gmail.com", "gmail.com"), ("googlemail.com", "gmail.com")];
 
 /// Why a string is not an email address. Carries no part of the input (PII).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -89,22 +88,17 @@ impl Email {
         if local.len() > MAX_LOCAL_LEN {
             return Err(EmailError::TooLong);
         }
-        if !is_dot_atom(&local) {
+        let domain = normalise_domain(domain_raw)?;
+        let dots_ignored = DOT_INSENSITIVE_DOMAINS.iter().any(|(d, _)| *d == domain);
+        if !is_dot_atom(&local, dots_ignored) {
             return Err(EmailError::InvalidLocal);
         }
-
-        let domain = normalise_domain(domain_raw)?;
         let normalised = format!("{local}@{domain}");
         if normalised.len() > MAX_ADDRESS_LEN {
             return Err(EmailError::TooLong);
         }
         let canonical = canonical_key(&local, &domain);
-        Ok(Email {
-            raw: raw.to_owned(),
-            at: local.len(),
-            normalised,
-            canonical,
-        })
+        Ok(Email { raw: raw.to_owned(), at: local.len(), normalised, canonical })
     }
 
     /// The normalised address: trimmed, lowercased, punycode domain.
@@ -194,8 +188,18 @@ fn is_trimmable(c: char) -> bool {
 }
 
 /// RFC 5322 dot-atom over `atext`, extended with non-ASCII letters and digits (RFC 6531).
-fn is_dot_atom(local: &str) -> bool {
-    if local.starts_with('.') || local.ends_with('.') || local.contains("..") {
+///
+/// Where the provider ignores dots (`dots_ignored`), their placement carries no information,
+/// so leading, trailing and doubled dots are accepted (`hao..zhao@gmail.com` is a mailbox
+/// Gmail delivers to, and people type it) as long as something other than dots precedes
+/// any `+tag`.
+fn is_dot_atom(local: &str, dots_ignored: bool) -> bool {
+    if dots_ignored {
+        let untagged = local.split('+').next().unwrap_or_default();
+        if !untagged.chars().any(|c| c != '.') {
+            return false;
+        }
+    } else if local.starts_with('.') || local.ends_with('.') || local.contains("..") {
         return false;
     }
     local.chars().all(|c| {
@@ -218,9 +222,7 @@ fn normalise_domain(raw: &str) -> Result<String, EmailError> {
     let valid_labels = ascii.split('.').all(|label| {
         !label.is_empty()
             && label.len() <= 63
-            && label
-                .bytes()
-                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+            && label.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
     });
     let numeric_tld = tld.bytes().all(|b| b.is_ascii_digit());
     if !has_two_labels || !valid_labels || numeric_tld || tld.len() < 2 {
@@ -239,11 +241,7 @@ fn canonical_key(local: &str, domain: &str) -> String {
             let undotted: String = untagged.chars().filter(|&c| c != '.').collect();
             // A local part made only of dots and a tag cannot reach us (dot-atom), but keep
             // the key non-empty regardless.
-            let key_local = if undotted.is_empty() {
-                untagged
-            } else {
-                &undotted
-            };
+            let key_local = if undotted.is_empty() { untagged } else { &undotted };
             format!("{key_local}@{folded}")
         }
         None => format!("{untagged}@{domain}"),
@@ -343,6 +341,19 @@ mod tests {
     }
 
     #[test]
+    fn gmail_dots_may_sit_anywhere() {
+        // records.jsonl has "hao..zhao@gmail.com" and "g.a.n.g...l.i@gmail.com"
+        assert_eq!(key("hao..zhao@gmail.com"), "haozhao@gmail.com");
+        assert_eq!(key("g.a.n.g...l.i@gmail.com"), "gangli@gmail.com");
+        assert_eq!(key(".abc.@googlemail.com"), "abc@gmail.com");
+        assert_eq!(norm("hao..zhao@gmail.com"), "hao..zhao@gmail.com");
+        assert_eq!(Email::parse("...@gmail.com"), Err(EmailError::InvalidLocal));
+        assert_eq!(Email::parse(".+x@gmail.com"), Err(EmailError::InvalidLocal));
+        // elsewhere a doubled dot is still malformed
+        assert_eq!(Email::parse("hansd..pieper@qq.com"), Err(EmailError::InvalidLocal));
+    }
+
+    #[test]
     fn accepts_rfc_atext_characters() {
         assert_eq!(norm("o'brien@x.ie"), "o'brien@x.ie");
         assert_eq!(norm("a_b-c+d=e@x.co.uk"), "a_b-c+d=e@x.co.uk");
@@ -352,13 +363,10 @@ mod tests {
     #[test]
     fn enforces_length_limits() {
         let long_local = "a".repeat(65);
-        assert_eq!(
-            Email::parse(&format!("{long_local}@x.com")),
-            Err(EmailError::TooLong)
-        );
+        assert_eq!(Email::parse(&format!("{long_local}@x.com")), Err(EmailError::TooLong));
         let ok_local = "a".repeat(64);
         assert!(Email::parse(&format!("{ok_local}@x.com")).is_ok());
-        let long_domain = format!("{}.com", ["b".repeat(60); 4].join("."));
+        let long_domain = format!("{}.com", vec!["b".repeat(60); 4].join("."));
         assert!(Email::parse(&format!("{ok_local}@{long_domain}")).is_err());
     }
 
@@ -406,19 +414,13 @@ mod tests {
 
     #[test]
     fn equality_uses_normalised_form() {
-        assert_eq!(
-            Email::parse(" A@B.com").unwrap(),
-            Email::parse("a@b.com ").unwrap()
-        );
-        assert_ne!(
-            Email::parse("a+x@b.com").unwrap(),
-            Email::parse("a@b.com").unwrap()
-        );
+        assert_eq!(Email::parse(" A@B.com").unwrap(), Email::parse("a@b.com ").unwrap());
+        assert_ne!(Email::parse("a+x@b.com").unwrap(), Email::parse("a@b.com").unwrap());
     }
 
     #[test]
     fn deserialize_goes_through_parse() {
-        use serde::de::{value::StrDeserializer, value::Error, IntoDeserializer};
+        use serde::de::{value::Error, value::StrDeserializer, IntoDeserializer};
         let de: StrDeserializer<'_, Error> = " X@Bücher.de".into_deserializer();
         let e = Email::deserialize(de).unwrap();
         assert_eq!(e.as_str(), "x@xn--bcher-kva.de");

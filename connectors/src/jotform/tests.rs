@@ -1,0 +1,103 @@
+use super::*;
+use crate::test_support::{accepted, at, rotated, secrets, verify_and_parse};
+use crate::testing;
+use serde_json::json;
+
+const TOKEN: &str = "jt_4mQ9sV2xL7pR1zK8";
+const URL: &str = "https://hub.example.com/webhooks/jotform-1";
+const SUBMISSION: &[u8] = include_bytes!("fixtures/submission_multipart.txt");
+
+fn connector(s: &Secrets) -> Jotform {
+    Jotform::new(JotformConfig::default(), s).unwrap()
+}
+
+fn now() -> DateTime<Utc> {
+    at(1_718_101_260)
+}
+
+fn delivery(token: Option<&str>) -> SignedRequest {
+    let r = SignedRequest::post(URL, SUBMISSION);
+    match token {
+        Some(t) => r.with_query(&[("token", t)]),
+        None => r,
+    }
+}
+
+#[test]
+fn valid_token_accepts_with_submission_id() {
+    let req = delivery(Some(TOKEN));
+    assert!(req.header("content-type").unwrap().starts_with("multipart/form-data; boundary=------"));
+    let (id, ty) = accepted(connector(&secrets(&[(SECRET, TOKEN)])).verify(&req.request(), now()).unwrap());
+    assert_eq!((id.as_str(), ty.as_str()), ("5934021877723456789", "submission"));
+}
+
+#[test]
+fn sign_appends_the_token() {
+    let s = secrets(&[(SECRET, TOKEN)]);
+    let req = testing::sign(ConnectorKind::Jotform, &s, URL, SUBMISSION, now());
+    assert_eq!(req.url, format!("{URL}?token={TOKEN}"));
+    assert!(connector(&s).verify(&req.request(), now()).is_ok());
+}
+
+#[test]
+fn wrong_missing_and_rotated_tokens() {
+    let s = secrets(&[(SECRET, TOKEN)]);
+    assert_eq!(connector(&s).verify(&delivery(Some("jt_wrong")).request(), now()), Err(WebhookError::BadSignature));
+    assert_eq!(connector(&s).verify(&delivery(Some(&TOKEN[..10])).request(), now()), Err(WebhookError::BadSignature));
+    assert_eq!(connector(&s).verify(&delivery(None).request(), now()), Err(WebhookError::MissingSignature("token")));
+    let r = rotated(&[(SECRET, "jt_new")], &[(SECRET, TOKEN)]);
+    assert!(connector(&r).verify(&delivery(Some(TOKEN)).request(), now()).is_ok());
+    assert!(connector(&r).verify(&delivery(Some("jt_new")).request(), now()).is_ok());
+}
+
+#[test]
+fn submission_parses_answers_and_person() {
+    let s = secrets(&[(SECRET, TOKEN)]);
+    let records = verify_and_parse(&connector(&s), &delivery(Some(TOKEN)), now());
+    let [Record::FormResponse(r)] = records.as_slice() else { panic!("{records:?}") };
+    assert_eq!(r.form_id, "241587392013052");
+    assert_eq!(r.response_id, "5934021877723456789");
+    assert_eq!(r.submitted_at, Some(now()));
+    assert_eq!(r.person.given_name.as_deref(), Some("Kenji"));
+    assert_eq!(r.person.family_name.as_deref(), Some("Tanaka"));
+    assert_eq!(r.person.emails, vec!["kenji.tanaka@example.jp"]);
+    assert_eq!(r.person.phones, vec!["(415) 555-0133"]);
+    assert_eq!(r.person.birth_date, NaiveDate::from_ymd_opt(1988, 2, 29));
+    let a = r.person.address.as_ref().unwrap();
+    assert_eq!(
+        (a.line1.as_deref(), a.postcode.as_deref(), a.country.as_deref()),
+        (Some("500 Howard St"), Some("94105"), None)
+    );
+    let ids: Vec<&str> = r.answers.iter().map(|a| a.field_id.as_str()).collect();
+    assert_eq!(ids, vec!["1", "3", "4", "5", "6", "7", "10"], "ordered by field number, blanks dropped");
+    let types: Vec<&str> = r.answers.iter().map(|a| a.field_type.as_str()).collect();
+    assert_eq!(types, vec!["name", "email", "phone", "address", "date", "text", "list"]);
+    assert_eq!(r.answers[1].field_ref.as_deref(), Some("email"));
+    assert_eq!(r.answers[6].value, json!(["Wholesale", "Events"]));
+}
+
+#[test]
+fn urlencoded_posts_and_split_phone_fields_parse() {
+    let s = secrets(&[(SECRET, TOKEN)]);
+    let raw = json!({"q2_fullName": {"first": "Ana", "last": "Lima"}, "q5_phone": {"area": "11", "phone": "91234-5678"}, "q6_yourEmail": "ana@example.com.br"});
+    let body = serde_urlencoded::to_string([("formID", "9"), ("submissionID", "77"), ("rawRequest", &raw.to_string())])
+        .unwrap();
+    let req = testing::sign(ConnectorKind::Jotform, &s, URL, body.as_bytes(), now());
+    let records = verify_and_parse(&connector(&s), &req, now());
+    let [Record::FormResponse(r)] = records.as_slice() else { panic!("{records:?}") };
+    assert_eq!(r.response_id, "77");
+    assert_eq!(r.person.phones, vec!["11 91234-5678"]);
+    assert_eq!(r.person.emails, vec!["ana@example.com.br"]);
+}
+
+#[test]
+fn missing_submission_id_is_a_parse_error() {
+    let s = secrets(&[(SECRET, TOKEN)]);
+    let req = testing::sign(ConnectorKind::Jotform, &s, URL, b"formID=1", now());
+    let (id, _) = accepted(connector(&s).verify(&req.request(), now()).unwrap());
+    assert!(id.starts_with("sha256:"));
+    assert!(matches!(
+        connector(&s).parse(&req.stored(&id, "submission", now())),
+        Err(ParseError::MissingField("submissionID"))
+    ));
+}

@@ -1,0 +1,198 @@
+//! From a verified inbox event to customer data, in one transaction: parse with the
+//! connector, resolve identities, upsert orders, append timeline events, honour privacy
+//! requests, and mark the event processed.
+
+use junction_connectors::{Direction, Record, StoredEvent};
+use serde_json::{json, Map, Value};
+
+use super::runtime::{connector_for, region_of};
+use crate::identity::{Observation, SourceRef};
+use crate::ids::{ConnectorId, CustomerId, InboxId};
+use crate::store::entities::{connector, inbox};
+use crate::store::records::OrderWrite;
+use crate::{AppState, ChangeKind};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ProcessError {
+    #[error("connector unavailable: {0}")]
+    Connector(String),
+    #[error("payload could not be parsed: {0}")]
+    Parse(String),
+    #[error("store: {0}")]
+    Store(#[from] crate::store::StoreError),
+}
+
+fn stored_event(row: &inbox::Model) -> StoredEvent {
+    StoredEvent {
+        event_id: row.event_id.clone(),
+        event_type: row.event_type.clone(),
+        headers: serde_json::from_value(row.headers.clone()).unwrap_or_default(),
+        query: serde_json::from_value(row.query.clone()).unwrap_or_default(),
+        body: row.body.clone(),
+        received_at: row.received_at,
+    }
+}
+
+/// Process one leased inbox row. On success its effects and its `processed` state commit
+/// together; on error nothing of it is kept.
+pub async fn process(
+    state: &AppState,
+    conn: &connector::Model,
+    row: &inbox::Model,
+) -> Result<Vec<(CustomerId, ChangeKind)>, ProcessError> {
+    let connector = connector_for(&state.cipher, conn).map_err(|e| ProcessError::Connector(e.to_string()))?;
+    let records = connector.parse(&stored_event(row)).map_err(|e| ProcessError::Parse(e.to_string()))?;
+    let connector_id = ConnectorId(conn.id);
+    let source =
+        SourceRef { source: conn.kind.clone(), connector_id: Some(connector_id), namespace: connector_id.to_string() };
+    let region = region_of(conn);
+    let mapping = conn.config.get("field_mapping").and_then(Value::as_object).cloned().unwrap_or_default();
+    let store = &state.store;
+    let extractor = &state.extractor;
+    let mut changes = Vec::new();
+
+    let tx = store.write().await?;
+    for record in records {
+        match record {
+            Record::Customer(c) => {
+                let mut obs = Observation::from_person(
+                    source.clone(),
+                    "customer",
+                    c.person.external_id.clone(),
+                    &c.person,
+                    c.updated_at,
+                );
+                obs.traits = c.traits;
+                let out = store.ingest_tx(&tx, extractor, &obs, region.as_deref()).await?;
+                changes.push((out.customer_id, if out.created { ChangeKind::Created } else { ChangeKind::Updated }));
+            }
+            Record::Order(o) => {
+                let at = o.updated_at.or(o.placed_at);
+                let obs = Observation::from_person(source.clone(), "order", Some(o.external_id.clone()), &o.person, at);
+                let out = store.ingest_tx(&tx, extractor, &obs, region.as_deref()).await?;
+                let lines = serde_json::to_value(&o.lines).unwrap_or(Value::Array(vec![]));
+                let created = store
+                    .upsert_order(
+                        &tx,
+                        out.customer_id,
+                        OrderWrite {
+                            connector: &connector_id.to_string(),
+                            external_id: &o.external_id,
+                            status: o.status.clone(),
+                            currency: o.total.map(|m| m.currency.as_str().to_string()),
+                            total_minor: o.total.map(|m| m.minor),
+                            lines,
+                            placed_at: o.placed_at,
+                            updated_at: o.updated_at,
+                        },
+                    )
+                    .await?;
+                if created {
+                    let props = json!({
+                        "orderId": o.external_id, "status": o.status,
+                        "totalMinor": o.total.map(|m| m.minor), "currency": o.total.map(|m| m.currency.as_str().to_string()),
+                        "connectorKind": conn.kind,
+                    });
+                    store
+                        .append_event(
+                            &tx,
+                            out.customer_id,
+                            "order_placed",
+                            &conn.kind,
+                            o.placed_at.unwrap_or(row.received_at),
+                            props,
+                        )
+                        .await?;
+                }
+                changes.push((out.customer_id, if out.created { ChangeKind::Created } else { ChangeKind::Updated }));
+            }
+            Record::FormResponse(f) => {
+                let mut obs = Observation::from_person(
+                    source.clone(),
+                    "form_response",
+                    Some(f.response_id.clone()),
+                    &f.person,
+                    f.submitted_at,
+                );
+                let mut answers = Map::new();
+                for a in &f.answers {
+                    let key = a.field_ref.clone().unwrap_or_else(|| a.field_id.clone());
+                    let mapped = mapping.get(&key).or_else(|| mapping.get(&a.field_id)).and_then(Value::as_str);
+                    if let Some(trait_name) = mapped {
+                        obs.traits.insert(trait_name.to_string(), a.value.clone());
+                    }
+                    if !matches!(a.field_type.as_str(), "email" | "phone_number") {
+                        answers.insert(a.label.clone().unwrap_or(key), a.value.clone());
+                    }
+                }
+                let out = store.ingest_tx(&tx, extractor, &obs, region.as_deref()).await?;
+                let props = json!({"formId": f.form_id, "responseId": f.response_id, "answers": answers, "connectorKind": conn.kind});
+                store
+                    .append_event(
+                        &tx,
+                        out.customer_id,
+                        "form_submitted",
+                        &conn.kind,
+                        f.submitted_at.unwrap_or(row.received_at),
+                        props,
+                    )
+                    .await?;
+                changes.push((out.customer_id, if out.created { ChangeKind::Created } else { ChangeKind::Updated }));
+            }
+            Record::Message(m) => {
+                let obs = Observation::from_person(
+                    source.clone(),
+                    "message",
+                    Some(m.message_id.clone()),
+                    &m.person,
+                    m.sent_at,
+                );
+                let out = store.ingest_tx(&tx, extractor, &obs, region.as_deref()).await?;
+                let kind = match m.direction {
+                    Direction::Inbound => "message_received",
+                    Direction::Outbound => "message_sent",
+                };
+                let props = json!({"channel": m.channel, "messageId": m.message_id, "messageType": m.message_type, "text": m.text});
+                store
+                    .append_event(&tx, out.customer_id, kind, &conn.kind, m.sent_at.unwrap_or(row.received_at), props)
+                    .await?;
+                changes.push((out.customer_id, if out.created { ChangeKind::Created } else { ChangeKind::Updated }));
+            }
+            Record::Erasure(p) => {
+                let obs = Observation::from_person(source.clone(), "erasure", None, &p.person, p.requested_at);
+                let keys: Vec<_> = extractor.extract(&obs, region.as_deref()).keys.into_iter().map(|k| k.key).collect();
+                let ids = store.customers_holding(&tx, &keys).await?;
+                store.erase_customers_tx(&tx, &ids).await?;
+                for id in ids {
+                    changes.push((id, ChangeKind::Deleted));
+                }
+                tracing::info!(connector_id = %connector_id, "erasure request applied");
+            }
+            Record::DataRequest(p) => {
+                let obs = Observation::from_person(source.clone(), "data_request", None, &p.person, p.requested_at);
+                let keys: Vec<_> = extractor.extract(&obs, region.as_deref()).keys.into_iter().map(|k| k.key).collect();
+                for id in store.customers_holding(&tx, &keys).await? {
+                    let props = json!({"connectorKind": conn.kind, "inboxEventId": InboxId(row.id).to_string(), "export": "customerExport(id)"});
+                    store
+                        .append_event(
+                            &tx,
+                            id,
+                            "privacy_data_request",
+                            &conn.kind,
+                            p.requested_at.unwrap_or(row.received_at),
+                            props,
+                        )
+                        .await?;
+                    changes.push((id, ChangeKind::Updated));
+                }
+            }
+            Record::ShopErasure { .. } => {
+                let n = store.erase_connector_data(&tx, connector_id).await?;
+                tracing::info!(connector_id = %connector_id, erased = n, "shop erasure applied");
+            }
+        }
+    }
+    store.complete_inbox(&tx, InboxId(row.id)).await?;
+    tx.commit().await?;
+    Ok(changes)
+}

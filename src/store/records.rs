@@ -1,0 +1,203 @@
+//! Writes for records that arrive through connectors: orders, timeline events, erasure.
+//! Each takes the caller's write transaction so an inbox event's effects commit together
+//! with marking it processed.
+
+use chrono::{DateTime, SubsecRound, Utc};
+use sea_orm::sea_query::Expr;
+use sea_orm::{ActiveValue::Set, ColumnTrait, EntityTrait, QueryFilter};
+use serde_json::Value;
+use uuid::Uuid;
+
+use super::customers::now;
+use super::entities::{customer, identity, order, source_record};
+use super::{IngestOutcome, Store, StoreError, StoreResult, WriteTx};
+use crate::identity::{IdentityKey, KeyExtractor, Observation};
+use crate::ids::{ConnectorId, CustomerId};
+
+/// An order as the hub stores it.
+pub struct OrderWrite<'a> {
+    pub connector: &'a str,
+    pub external_id: &'a str,
+    pub status: Option<String>,
+    pub currency: Option<String>,
+    pub total_minor: Option<i64>,
+    pub lines: Value,
+    pub placed_at: Option<DateTime<Utc>>,
+    pub updated_at: Option<DateTime<Utc>>,
+}
+
+impl Store {
+    /// Resolve and persist an observation inside `tx`.
+    pub async fn ingest_tx(
+        &self,
+        tx: &WriteTx,
+        extractor: &KeyExtractor,
+        obs: &Observation,
+        region: Option<&str>,
+    ) -> StoreResult<IngestOutcome> {
+        self.ingest_in(&tx.txn, extractor, obs, region, None).await
+    }
+
+    /// Insert or update an order; an older version (by the platform's `updated_at`) never
+    /// overwrites a newer one. Returns true when the order is new.
+    pub async fn upsert_order(&self, tx: &WriteTx, customer: CustomerId, o: OrderWrite<'_>) -> StoreResult<bool> {
+        let existing = order::Entity::find()
+            .filter(order::Column::ConnectorId.eq(o.connector))
+            .filter(order::Column::ExternalId.eq(o.external_id))
+            .one(&tx.txn)
+            .await?;
+        let at = now();
+        match existing {
+            None => {
+                order::Entity::insert(order::ActiveModel {
+                    id: Set(Uuid::now_v7()),
+                    customer_id: Set(customer.0),
+                    connector_id: Set(o.connector.to_string()),
+                    external_id: Set(o.external_id.to_string()),
+                    status: Set(o.status),
+                    currency: Set(o.currency),
+                    total_minor: Set(o.total_minor),
+                    lines: Set(o.lines),
+                    placed_at: Set(o.placed_at.map(|t| t.trunc_subsecs(6))),
+                    source_updated_at: Set(o.updated_at.map(|t| t.trunc_subsecs(6))),
+                    created_at: Set(at),
+                    updated_at: Set(at),
+                })
+                .exec_without_returning(&tx.txn)
+                .await?;
+                Ok(true)
+            }
+            Some(row) => {
+                let newer = match (o.updated_at, row.source_updated_at) {
+                    (Some(new), Some(old)) => new.trunc_subsecs(6) >= old,
+                    (None, Some(_)) => false,
+                    _ => true,
+                };
+                if newer {
+                    let mut m: order::ActiveModel = row.into();
+                    m.customer_id = Set(customer.0);
+                    m.status = Set(o.status);
+                    m.currency = Set(o.currency);
+                    m.total_minor = Set(o.total_minor);
+                    m.lines = Set(o.lines);
+                    if o.placed_at.is_some() {
+                        m.placed_at = Set(o.placed_at.map(|t| t.trunc_subsecs(6)));
+                    }
+                    m.source_updated_at = Set(o.updated_at.map(|t| t.trunc_subsecs(6)));
+                    m.updated_at = Set(at);
+                    order::Entity::update(m).exec(&tx.txn).await?;
+                }
+                Ok(false)
+            }
+        }
+    }
+
+    /// Append a timeline event inside `tx`.
+    pub async fn append_event(
+        &self,
+        tx: &WriteTx,
+        customer: CustomerId,
+        kind: &str,
+        source: &str,
+        at: DateTime<Utc>,
+        properties: Value,
+    ) -> StoreResult<()> {
+        use super::entities::event;
+        event::Entity::insert(event::ActiveModel {
+            id: Set(Uuid::now_v7()),
+            customer_id: Set(customer.0),
+            kind: Set(kind.to_string()),
+            source: Set(source.to_string()),
+            occurred_at: Set(at.trunc_subsecs(6)),
+            properties: Set(properties),
+            created_at: Set(now()),
+        })
+        .exec_without_returning(&tx.txn)
+        .await?;
+        Ok(())
+    }
+
+    /// The live customers holding any of `keys`.
+    pub async fn customers_holding(&self, tx: &WriteTx, keys: &[IdentityKey]) -> StoreResult<Vec<CustomerId>> {
+        let mut out = Vec::new();
+        for k in keys {
+            let row = identity::Entity::find()
+                .filter(identity::Column::Kind.eq(k.kind.as_str()))
+                .filter(identity::Column::Namespace.eq(k.namespace.as_str()))
+                .filter(identity::Column::Value.eq(k.value.as_str()))
+                .one(&tx.txn)
+                .await?;
+            if let Some(r) = row {
+                let id = CustomerId(r.customer_id);
+                if !out.contains(&id) {
+                    out.push(id);
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Erase customers entirely inside `tx` (everything attached cascades or is deleted).
+    pub async fn erase_customers_tx(&self, tx: &WriteTx, ids: &[CustomerId]) -> StoreResult<()> {
+        for id in ids {
+            let absorbed: Vec<Uuid> = customer::Entity::find()
+                .filter(customer::Column::MergedInto.eq(id.0))
+                .all(&tx.txn)
+                .await?
+                .into_iter()
+                .map(|c| c.id)
+                .collect();
+            let mut doomed = absorbed;
+            doomed.push(id.0);
+            source_record::Entity::delete_many()
+                .filter(source_record::Column::CustomerId.is_in(doomed.clone()))
+                .exec(&tx.txn)
+                .await?;
+            customer::Entity::update_many()
+                .col_expr(customer::Column::MergedInto, Expr::value(Option::<Uuid>::None))
+                .filter(customer::Column::Id.is_in(doomed.clone()))
+                .exec(&tx.txn)
+                .await?;
+            customer::Entity::delete_many().filter(customer::Column::Id.is_in(doomed)).exec(&tx.txn).await?;
+        }
+        Ok(())
+    }
+
+    /// Erase what one connector brought in: its source records, and customers left with no
+    /// source record at all.
+    pub async fn erase_connector_data(&self, tx: &WriteTx, connector: ConnectorId) -> StoreResult<u64> {
+        let touched: Vec<Uuid> = source_record::Entity::find()
+            .filter(source_record::Column::ConnectorId.eq(connector.0))
+            .all(&tx.txn)
+            .await?
+            .into_iter()
+            .filter_map(|r| r.customer_id)
+            .collect();
+        source_record::Entity::delete_many()
+            .filter(source_record::Column::ConnectorId.eq(connector.0))
+            .exec(&tx.txn)
+            .await?;
+        identity::Entity::delete_many()
+            .filter(identity::Column::SourceConnector.eq(connector.to_string()))
+            .exec(&tx.txn)
+            .await?;
+        let mut erased = 0;
+        for c in touched {
+            let left =
+                source_record::Entity::find().filter(source_record::Column::CustomerId.eq(c)).one(&tx.txn).await?;
+            if left.is_none() {
+                self.erase_customers_tx(tx, &[CustomerId(c)]).await?;
+                erased += 1;
+            } else {
+                self.recompute(&tx.txn, CustomerId(c), now()).await?;
+            }
+        }
+        self.purge_inbox(tx, connector).await?;
+        Ok(erased)
+    }
+
+    /// Fail loudly if a customer vanished mid-transaction.
+    pub async fn ensure_customer(&self, tx: &WriteTx, id: CustomerId) -> StoreResult<()> {
+        customer::Entity::find_by_id(id.0).one(&tx.txn).await?.map(|_| ()).ok_or(StoreError::NotFound)
+    }
+}
