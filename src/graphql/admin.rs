@@ -11,7 +11,7 @@ use super::error::{ApiError, ApiResult};
 use super::state;
 use crate::ids::{ConnectorId, InboxId};
 use crate::store::entities::{connector, inbox};
-use crate::store::{ConnectorChange, NewConnector};
+use crate::store::{ConnectorChange, NewConnector, SecretsChange};
 
 #[derive(SimpleObject)]
 pub struct ConnectorKindInfo {
@@ -342,8 +342,10 @@ impl AdminMutation {
             (Some(old), g) if g > 0 => Some((old.clone(), Utc::now() + Duration::seconds(g as i64))),
             _ => None,
         };
-        let change =
-            ConnectorChange { secrets: Some((sealed, crate::secrets::last4(&new), previous)), ..Default::default() };
+        let change = ConnectorChange {
+            secrets: Some(SecretsChange { sealed, last4: crate::secrets::last4(&new), previous }),
+            ..Default::default()
+        };
         let updated = st.store.change_connector(id, change).await.map_err(ApiError::from)?;
         tracing::info!(connector_id = %id, "connector secret rotated");
         Ok(Connector(updated))

@@ -126,6 +126,7 @@ impl Query {
     }
 
     /// Customers, newest first by default, with filters and cursor pagination.
+    #[allow(clippy::too_many_arguments)]
     async fn customers(
         &self,
         ctx: &Context<'_>,

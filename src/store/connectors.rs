@@ -19,14 +19,21 @@ pub struct NewConnector {
     pub secret_last4: Option<String>,
 }
 
+/// New sealed secrets for a connector.
+pub struct SecretsChange {
+    pub sealed: Vec<u8>,
+    pub last4: Option<String>,
+    /// The previous sealed secrets and until when they still verify.
+    pub previous: Option<(Vec<u8>, DateTime<Utc>)>,
+}
+
 /// Changes to a connector; `None` leaves a field as it is.
 #[derive(Default)]
 pub struct ConnectorChange {
     pub name: Option<String>,
     pub config: Option<serde_json::Value>,
     pub status: Option<&'static str>,
-    /// New sealed secrets, their last 4, and the previous ones kept until the given time.
-    pub secrets: Option<(Vec<u8>, Option<String>, Option<(Vec<u8>, DateTime<Utc>)>)>,
+    pub secrets: Option<SecretsChange>,
 }
 
 impl Store {
@@ -88,7 +95,7 @@ impl Store {
         if let Some(s) = change.status {
             m.status = Set(s.to_string());
         }
-        if let Some((sealed, last4, previous)) = change.secrets {
+        if let Some(SecretsChange { sealed, last4, previous }) = change.secrets {
             m.secrets_ciphertext = Set(Some(sealed));
             m.secret_last4 = Set(last4);
             m.secret_updated_at = Set(Some(now()));

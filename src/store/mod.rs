@@ -24,7 +24,7 @@ use sea_orm::{
 };
 use tokio::sync::{Mutex, OwnedMutexGuard};
 
-pub use connectors::{ConnectorChange, NewConnector};
+pub use connectors::{ConnectorChange, NewConnector, SecretsChange};
 pub use customers::*;
 pub use inbox::{status as inbox_status, NewInboxEvent};
 pub use pagination::{Cursor, Page, PageRequest};
