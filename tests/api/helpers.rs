@@ -91,8 +91,7 @@ pub async fn fresh_database(backend: Backend, dir: &std::path::Path) -> Option<(
 pub struct PgDatabaseHandle(PgDatabase);
 
 pub fn test_config(dir: &std::path::Path, database_url: &str) -> Config {
-    let mut config = Config::default();
-    config.data_dir = dir.to_path_buf();
+    let mut config = Config { data_dir: dir.to_path_buf(), ..Config::default() };
     config.database.url = Some(database_url.to_string());
     config.database.max_connections = 8;
     config.server.public_base_url = Some("https://hub.example.test".into());
