@@ -203,3 +203,24 @@ macro_rules! both_backends {
         )*
     };
 }
+
+impl TestApp {
+    /// Announce a body larger than the limit and read the answer without sending the body
+    /// (the server must refuse on the header alone).
+    pub async fn post_oversized(&self, path: &str, len: usize) -> u16 {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut s = tokio::net::TcpStream::connect(self.addr).await.expect("connect");
+        let head = format!(
+            "POST {path} HTTP/1.1\r\nHost: {}\r\nContent-Type: application/json\r\nContent-Length: {len}\r\n\r\n",
+            self.addr
+        );
+        s.write_all(head.as_bytes()).await.expect("write head");
+        let mut buf = vec![0u8; 1024];
+        let n = tokio::time::timeout(std::time::Duration::from_secs(5), s.read(&mut buf))
+            .await
+            .expect("answer in time")
+            .expect("read");
+        let text = String::from_utf8_lossy(&buf[..n]);
+        text.split_whitespace().nth(1).and_then(|c| c.parse().ok()).unwrap_or(0)
+    }
+}
