@@ -109,6 +109,8 @@ pub struct IngestConfig {
     pub workers: usize,
     /// Attempts before an event becomes a dead letter.
     pub max_attempts: i32,
+    /// How long a worker owns a leased event; a crashed worker's events are retried after it.
+    pub lease_secs: u64,
 }
 
 impl Default for Config {
@@ -167,7 +169,7 @@ impl Default for GraphqlConfig {
 
 impl Default for IngestConfig {
     fn default() -> Self {
-        Self { workers: 2, max_attempts: 8 }
+        Self { workers: 2, max_attempts: 8, lease_secs: 60 }
     }
 }
 
@@ -226,6 +228,9 @@ impl Config {
         }
         if self.graphql.max_page_size == 0 {
             return Err(ConfigError::Invalid { key: "graphql.max_page_size", expected: "at least 1".into() });
+        }
+        if self.ingest.lease_secs < 1 {
+            return Err(ConfigError::Invalid { key: "ingest.lease_secs", expected: "at least 1".into() });
         }
         if self.ingest.max_attempts < 1 {
             return Err(ConfigError::Invalid { key: "ingest.max_attempts", expected: "at least 1".into() });

@@ -42,7 +42,8 @@ pub fn spawn_workers(state: AppState, wake: Arc<Notify>, n: usize) {
 
 /// Lease and process up to `batch` rows once. Returns how many were leased.
 pub async fn run_once(state: &AppState, batch: u64) -> Result<usize, crate::store::StoreError> {
-    let rows = state.store.lease_inbox(batch, chrono::Duration::seconds(60)).await?;
+    let lease = chrono::Duration::seconds(state.config.ingest.lease_secs as i64);
+    let rows = state.store.lease_inbox(batch, lease).await?;
     let n = rows.len();
     for row in rows {
         let id = InboxId(row.id);
