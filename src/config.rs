@@ -14,6 +14,9 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
+    /// `development` (default) or `production`: production turns introspection, GraphiQL
+    /// and field suggestions off unless explicitly enabled.
+    pub profile: Profile,
     /// Where the SQLite database and other local state live.
     pub data_dir: PathBuf,
     pub server: ServerConfig,
@@ -31,11 +34,17 @@ pub struct SecurityConfig {
     /// Base64 of 32 random bytes: encrypts connector secrets at rest. When unset, a key is
     /// generated once into `<data_dir>/master.key`. Set it explicitly in production.
     pub master_key: Option<String>,
+    /// An admin API key accepted from the start (also `JUNCTION_BOOTSTRAP_ADMIN_KEY`), so the
+    /// first real keys can be created through GraphQL. Stored hashed like any key.
+    pub bootstrap_admin_key: Option<String>,
 }
 
 impl std::fmt::Debug for SecurityConfig {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SecurityConfig").field("master_key", &self.master_key.as_ref().map(|_| "<redacted>")).finish()
+        f.debug_struct("SecurityConfig")
+            .field("master_key", &self.master_key.as_ref().map(|_| "<redacted>"))
+            .field("bootstrap_admin_key", &self.bootstrap_admin_key.as_ref().map(|_| "<redacted>"))
+            .finish()
     }
 }
 
@@ -71,6 +80,14 @@ pub struct LogConfig {
     pub filter: String,
 }
 
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Profile {
+    #[default]
+    Development,
+    Production,
+}
+
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
 pub enum LogFormat {
@@ -97,9 +114,17 @@ pub struct GraphqlConfig {
     pub max_page_size: u32,
     pub max_depth: usize,
     pub max_complexity: usize,
-    /// Serve GraphiQL on `GET /graphql`.
-    pub graphiql: bool,
-    pub introspection: bool,
+    /// Most aliases one document may use.
+    pub max_aliases: usize,
+    /// Serve GraphiQL on `GET /graphql` (default: on unless the profile is production).
+    pub graphiql: Option<bool>,
+    /// Allow introspection (default: on unless the profile is production).
+    pub introspection: Option<bool>,
+    /// Requests per second per API key (429 with Retry-After beyond).
+    pub rate_limit_per_second: u32,
+    pub rate_limit_burst: u32,
+    /// A request that runs longer is answered with a TIMEOUT error.
+    pub timeout_secs: u64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -116,6 +141,7 @@ pub struct IngestConfig {
 impl Default for Config {
     fn default() -> Self {
         Self {
+            profile: Profile::Development,
             data_dir: PathBuf::from("data"),
             server: ServerConfig::default(),
             database: DatabaseConfig::default(),
@@ -163,7 +189,17 @@ impl Default for IdentityConfig {
 
 impl Default for GraphqlConfig {
     fn default() -> Self {
-        Self { max_page_size: 100, max_depth: 12, max_complexity: 5000, graphiql: true, introspection: true }
+        Self {
+            max_page_size: 100,
+            max_depth: 12,
+            max_complexity: 5000,
+            max_aliases: 30,
+            graphiql: None,
+            introspection: None,
+            rate_limit_per_second: 100,
+            rate_limit_burst: 200,
+            timeout_secs: 10,
+        }
     }
 }
 
@@ -194,6 +230,9 @@ impl Config {
         }
         // JUNCTION_CONFIG, JUNCTION_TEST_* and JUNCTION_BOOTSTRAP_* are read elsewhere.
         fig = fig.merge(Env::prefixed("JUNCTION_").filter(|k| is_config_var(k.as_str())).split("__"));
+        if let Ok(key) = std::env::var("JUNCTION_BOOTSTRAP_ADMIN_KEY") {
+            fig = fig.merge(Serialized::default("security.bootstrap_admin_key", key));
+        }
         if let Ok(url) = std::env::var("DATABASE_URL") {
             fig = fig.merge(Serialized::default("database.url", url));
         }
@@ -229,6 +268,17 @@ impl Config {
         if self.graphql.max_page_size == 0 {
             return Err(ConfigError::Invalid { key: "graphql.max_page_size", expected: "at least 1".into() });
         }
+        if let Some(k) = &self.security.bootstrap_admin_key {
+            if k.trim().len() < 20 {
+                return Err(ConfigError::Invalid {
+                    key: "security.bootstrap_admin_key",
+                    expected: "at least 20 characters".into(),
+                });
+            }
+        }
+        if self.graphql.rate_limit_per_second == 0 || self.graphql.rate_limit_burst == 0 {
+            return Err(ConfigError::Invalid { key: "graphql.rate_limit_per_second", expected: "at least 1".into() });
+        }
         if self.ingest.lease_secs < 1 {
             return Err(ConfigError::Invalid { key: "ingest.lease_secs", expected: "at least 1".into() });
         }
@@ -259,6 +309,14 @@ impl Config {
         Ok(())
     }
 
+    pub fn introspection(&self) -> bool {
+        self.graphql.introspection.unwrap_or(self.profile != Profile::Production)
+    }
+
+    pub fn graphiql(&self) -> bool {
+        self.graphql.graphiql.unwrap_or(self.profile != Profile::Production)
+    }
+
     /// The database URL in force: the configured one, else the SQLite file in the data dir.
     pub fn database_url(&self) -> String {
         match &self.database.url {
@@ -270,7 +328,7 @@ impl Config {
 
 fn is_config_var(key: &str) -> bool {
     let k = key.to_ascii_lowercase();
-    !(k == "config" || k.starts_with("test_") || k.starts_with("bootstrap_"))
+    !(k == "config" || k.starts_with("test_") || k == "bootstrap_admin_key")
 }
 
 fn describe(e: figment::Error) -> String {

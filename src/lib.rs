@@ -4,6 +4,7 @@
 //! [`Application::run_until`] serves until a shutdown signal, draining in-flight requests.
 //! Tests start it on port 0 with a fresh database.
 
+pub mod access;
 pub mod config;
 pub mod graphql;
 pub mod http;
@@ -54,7 +55,16 @@ pub struct AppState {
     pub cipher: secrets::Cipher,
     /// Wakes inbox workers when a new event is stored.
     pub wake: Arc<tokio::sync::Notify>,
+    /// Per-API-key request limiter.
+    pub limiter: Arc<KeyLimiter>,
 }
+
+/// A rate limiter keyed by API key id.
+pub type KeyLimiter = governor::RateLimiter<
+    ids::ApiKeyId,
+    governor::state::keyed::HashMapStateStore<ids::ApiKeyId>,
+    governor::clock::DefaultClock,
+>;
 
 impl AppState {
     /// Tell subscribers a customer changed (no-op when nobody listens).
@@ -102,7 +112,19 @@ impl Application {
         let cipher = secrets::Cipher::load(config.security.master_key.as_deref(), &config.data_dir)?;
         let wake = Arc::new(tokio::sync::Notify::new());
         let workers = config.ingest.workers;
-        let state = AppState { config: Arc::new(config), store, extractor, changes, cipher, wake: wake.clone() };
+        if let Some(key) = &config.security.bootstrap_admin_key {
+            store
+                .ensure_api_key("bootstrap", "admin", &access::keys::prefix(key), &access::keys::hash(key))
+                .await
+                .map_err(|e| anyhow::anyhow!("cannot store the bootstrap key: {e}"))?;
+        }
+        let quota = governor::Quota::per_second(
+            std::num::NonZeroU32::new(config.graphql.rate_limit_per_second).unwrap_or(std::num::NonZeroU32::MIN),
+        )
+        .allow_burst(std::num::NonZeroU32::new(config.graphql.rate_limit_burst).unwrap_or(std::num::NonZeroU32::MIN));
+        let limiter = Arc::new(governor::RateLimiter::hashmap(quota));
+        let state =
+            AppState { config: Arc::new(config), store, extractor, changes, cipher, wake: wake.clone(), limiter };
         ingest::worker::spawn_workers(state.clone(), wake, workers);
         Ok(Self { state, listener })
     }

@@ -48,6 +48,35 @@ enum Command {
         #[arg(long, short)]
         output: Option<PathBuf>,
     },
+    /// Manage API keys.
+    Token {
+        #[command(subcommand)]
+        action: TokenAction,
+    },
+    /// Check the audit log.
+    Audit {
+        #[command(subcommand)]
+        action: AuditAction,
+    },
+}
+
+#[derive(Subcommand)]
+enum TokenAction {
+    /// Create an API key and print it once (it is stored hashed).
+    Create {
+        /// admin, editor, viewer or ingest.
+        #[arg(long, value_parser = ["admin", "editor", "viewer", "ingest"])]
+        role: String,
+        /// A name to recognise the key by.
+        #[arg(long, default_value = "cli")]
+        name: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum AuditAction {
+    /// Walk the hash chain; exits non-zero if a row was changed or deleted.
+    Verify,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -113,6 +142,45 @@ fn main() -> anyhow::Result<()> {
                 }
                 println!("{summary}");
                 Ok(())
+            }
+            Command::Token { action: TokenAction::Create { role, name } } => {
+                let store = junction::open_store(&config, true).await?;
+                let key = junction::access::keys::generate();
+                let row = store
+                    .create_api_key(
+                        &name,
+                        &role,
+                        &junction::access::keys::prefix(&key),
+                        &junction::access::keys::hash(&key),
+                    )
+                    .await
+                    .map_err(|e| anyhow::anyhow!("cannot store the key: {e}"))?;
+                store
+                    .audit(junction::store::AuditEntry {
+                        actor: "cli",
+                        action: "api_key.create",
+                        target: Some(junction::ids::ApiKeyId(row.id).to_string()),
+                        result: "ok",
+                        details: serde_json::json!({"role": role}),
+                    })
+                    .await
+                    .map_err(|e| anyhow::anyhow!("cannot audit: {e}"))?;
+                eprintln!("created {role} key {} ({name}); it is shown once:", junction::ids::ApiKeyId(row.id));
+                println!("{key}");
+                Ok(())
+            }
+            Command::Audit { action: AuditAction::Verify } => {
+                let store = junction::open_store(&config, true).await?;
+                match store.verify_audit().await.map_err(|e| anyhow::anyhow!("cannot read the audit log: {e}"))? {
+                    Ok(n) => {
+                        println!("audit log intact: {n} entries verified");
+                        Ok(())
+                    }
+                    Err(b) => {
+                        println!("audit log BROKEN: {b:?}");
+                        std::process::exit(1);
+                    }
+                }
             }
             Command::Export { output } => {
                 let store = junction::open_store(&config, true).await?;

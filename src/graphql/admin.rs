@@ -8,7 +8,7 @@ use junction_connectors::{ConfigError, ConnectorKind, Secrets};
 use serde_json::Value;
 
 use super::error::{ApiError, ApiResult};
-use super::state;
+use super::{audit, state};
 use crate::ids::{ConnectorId, InboxId};
 use crate::store::entities::{connector, inbox};
 use crate::store::{ConnectorChange, NewConnector, SecretsChange};
@@ -292,6 +292,7 @@ impl AdminMutation {
             .await
             .map_err(ApiError::from)?;
         tracing::info!(connector_id = %id, kind = kind.as_str(), "connector created");
+        audit(ctx, "connector.create", Some(id.to_string()), serde_json::json!({"kind": kind.as_str()})).await?;
         Ok(Connector(row))
     }
 
@@ -317,7 +318,9 @@ impl AdminMutation {
             }
             change.name = Some(n);
         }
-        Ok(Connector(st.store.change_connector(id, change).await.map_err(ApiError::from)?))
+        let updated = st.store.change_connector(id, change).await.map_err(ApiError::from)?;
+        audit(ctx, "connector.update", Some(id.to_string()), serde_json::json!({})).await?;
+        Ok(Connector(updated))
     }
 
     /// Replace the secrets; the old ones keep verifying for `graceSeconds` (default 24 h).
@@ -348,19 +351,25 @@ impl AdminMutation {
         };
         let updated = st.store.change_connector(id, change).await.map_err(ApiError::from)?;
         tracing::info!(connector_id = %id, "connector secret rotated");
+        audit(ctx, "connector.rotate_secret", Some(id.to_string()), serde_json::json!({"graceSeconds": grace_seconds}))
+            .await?;
         Ok(Connector(updated))
     }
 
     async fn disable_connector(&self, ctx: &Context<'_>, id: ID) -> ApiResult<Connector> {
         let id = parse_connector_id(&id, "id")?;
         let change = ConnectorChange { status: Some("disabled"), ..Default::default() };
-        Ok(Connector(state(ctx).store.change_connector(id, change).await.map_err(ApiError::from)?))
+        let row = state(ctx).store.change_connector(id, change).await.map_err(ApiError::from)?;
+        audit(ctx, "connector.disable", Some(id.to_string()), serde_json::json!({})).await?;
+        Ok(Connector(row))
     }
 
     async fn enable_connector(&self, ctx: &Context<'_>, id: ID) -> ApiResult<Connector> {
         let id = parse_connector_id(&id, "id")?;
         let change = ConnectorChange { status: Some("active"), ..Default::default() };
-        Ok(Connector(state(ctx).store.change_connector(id, change).await.map_err(ApiError::from)?))
+        let row = state(ctx).store.change_connector(id, change).await.map_err(ApiError::from)?;
+        audit(ctx, "connector.enable", Some(id.to_string()), serde_json::json!({})).await?;
+        Ok(Connector(row))
     }
 
     /// Delete a connector and its inbox. Customer data it brought in stays.
@@ -370,6 +379,7 @@ impl AdminMutation {
             crate::store::StoreError::NotFound => ApiError::NotFound("connector"),
             other => ApiError::from(other),
         })?;
+        audit(ctx, "connector.delete", Some(cid.to_string()), serde_json::json!({})).await?;
         Ok(ID(cid.to_string()))
     }
 
@@ -380,6 +390,7 @@ impl AdminMutation {
         st.store.inbox_event(iid).await.map_err(ApiError::from)?.ok_or(ApiError::NotFound("inbox event"))?;
         let n = st.store.replay_inbox(Some(&[iid.0]), None).await.map_err(ApiError::from)?;
         st.wake.notify_waiters();
+        audit(ctx, "inbox.replay", Some(iid.to_string()), serde_json::json!({"requeued": n})).await?;
         Ok(ReplayPayload { requeued: n })
     }
 
@@ -389,6 +400,7 @@ impl AdminMutation {
         let cid = parse_connector_id(&connector_id, "connectorId")?;
         let n = st.store.replay_inbox(None, Some(cid)).await.map_err(ApiError::from)?;
         st.wake.notify_waiters();
+        audit(ctx, "inbox.replay_dead_letters", Some(cid.to_string()), serde_json::json!({"requeued": n})).await?;
         Ok(ReplayPayload { requeued: n })
     }
 }

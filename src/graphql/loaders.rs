@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 use tokio::sync::OnceCell;
 use uuid::Uuid;
 
-use crate::store::entities::{event, identity, order};
+use crate::store::entities::{consent, event, identity, order};
 use crate::store::{Cursor, Store, StoreResult};
 
 type Rows<T> = HashMap<Uuid, Vec<T>>;
@@ -21,6 +21,7 @@ pub struct PageBatch {
     identities: OnceCell<Rows<identity::Model>>,
     orders: OnceCell<Rows<order::Model>>,
     tags: OnceCell<HashMap<Uuid, Vec<String>>>,
+    consents: OnceCell<Rows<consent::Model>>,
     events: Mutex<HashMap<EventWindow, Arc<OnceCell<Rows<event::Model>>>>>,
 }
 
@@ -32,6 +33,7 @@ impl PageBatch {
             identities: OnceCell::new(),
             orders: OnceCell::new(),
             tags: OnceCell::new(),
+            consents: OnceCell::new(),
             events: Mutex::new(HashMap::new()),
         })
     }
@@ -48,6 +50,11 @@ impl PageBatch {
 
     pub async fn tags(&self, id: Uuid) -> StoreResult<Vec<String>> {
         let all = self.tags.get_or_try_init(|| self.store.tags_of(&self.ids)).await?;
+        Ok(all.get(&id).cloned().unwrap_or_default())
+    }
+
+    pub async fn consents(&self, id: Uuid) -> StoreResult<Vec<consent::Model>> {
+        let all = self.consents.get_or_try_init(|| self.store.consents_of(&self.ids)).await?;
         Ok(all.get(&id).cloned().unwrap_or_default())
     }
 

@@ -1,6 +1,7 @@
 //! The GraphQL API: schema building, queries, mutations, subscriptions and loaders.
 //! Resolvers call store and domain functions; they never build SQL.
 
+pub mod access;
 pub mod admin;
 pub mod error;
 pub mod loaders;
@@ -16,21 +17,25 @@ use error::ApiError;
 
 /// The query root: the customer API and the admin API.
 #[derive(async_graphql::MergedObject, Default)]
-pub struct QueryRoot(query::Query, admin::AdminQuery);
+pub struct QueryRoot(query::Query, admin::AdminQuery, access::AccessQuery);
 
 /// The mutation root.
 #[derive(async_graphql::MergedObject, Default)]
-pub struct MutationRoot(mutation::Mutation, admin::AdminMutation);
+pub struct MutationRoot(mutation::Mutation, admin::AdminMutation, access::AccessMutation);
 
 pub type JunctionSchema = Schema<QueryRoot, MutationRoot, subscription::Subscription>;
 
 /// Build the schema with the limits from config.
-pub fn build_schema(state: Option<AppState>, config: &crate::config::GraphqlConfig) -> JunctionSchema {
+pub fn build_schema(state: Option<AppState>, config: &crate::config::Config) -> JunctionSchema {
     let mut builder = Schema::build(QueryRoot::default(), MutationRoot::default(), subscription::Subscription)
-        .limit_depth(config.max_depth)
-        .limit_complexity(config.max_complexity);
-    if !config.introspection {
+        .limit_depth(config.graphql.max_depth)
+        .limit_complexity(config.graphql.max_complexity)
+        .extension(crate::access::guard::AccessGuard { max_aliases: config.graphql.max_aliases });
+    if !config.introspection() {
         builder = builder.disable_introspection();
+    }
+    if config.profile == crate::config::Profile::Production {
+        builder = builder.disable_suggestions();
     }
     if let Some(state) = state {
         builder = builder.data(state);
@@ -40,7 +45,37 @@ pub fn build_schema(state: Option<AppState>, config: &crate::config::GraphqlConf
 
 /// The SDL of the schema, as written to `schema.graphql`.
 pub fn sdl() -> String {
-    build_schema(None, &crate::config::GraphqlConfig::default()).sdl()
+    build_schema(None, &crate::config::Config::default()).sdl()
+}
+
+/// The caller of this request (set by the HTTP layer after authentication).
+pub(crate) fn caller(ctx: &Context<'_>) -> Option<crate::access::Caller> {
+    ctx.data_opt::<crate::access::Caller>().copied()
+}
+
+/// Whether personal data may be shown in clear to this caller.
+pub(crate) fn sees_pii(ctx: &Context<'_>) -> bool {
+    caller(ctx).is_some_and(|c| c.can(crate::access::Permission::Pii))
+}
+
+/// The audit actor for this request.
+pub(crate) fn actor(ctx: &Context<'_>) -> String {
+    caller(ctx).map(|c| c.actor()).unwrap_or_else(|| "anonymous".into())
+}
+
+/// Record an admin action in the audit log (ids only, never personal data or secrets).
+pub(crate) async fn audit(
+    ctx: &Context<'_>,
+    action: &str,
+    target: Option<String>,
+    details: serde_json::Value,
+) -> Result<(), ApiError> {
+    let who = actor(ctx);
+    state(ctx)
+        .store
+        .audit(crate::store::AuditEntry { actor: &who, action, target, result: "ok", details })
+        .await
+        .map_err(ApiError::from)
 }
 
 pub(crate) fn state<'a>(ctx: &Context<'a>) -> &'a AppState {

@@ -143,7 +143,7 @@ impl Mutation {
             }
         }
         let obs = Observation {
-            source: SourceRef { source: "graphql".into(), connector_id: None, namespace: "api".into() },
+            source: SourceRef { source: "graphql".into(), connector_id: None, namespace: "api".into(), inbox_id: None },
             record_id: None,
             record_kind: "customer".into(),
             identifiers,
@@ -230,6 +230,7 @@ impl Mutation {
         let id = parse_customer_id(&id, "id")?;
         let deleted = st.store.delete_customer(id).await.map_err(ApiError::from)?;
         st.notify(deleted, ChangeKind::Deleted);
+        super::audit(ctx, "customer.delete", Some(deleted.to_string()), serde_json::json!({})).await?;
         Ok(DeleteCustomerPayload { deleted_id: ID(deleted.to_string()) })
     }
 

@@ -51,6 +51,19 @@ pub enum IdentityStatus {
 /// One identifier known for a customer.
 pub struct Identity(pub identity::Model);
 
+impl Identity {
+    fn masked(&self, ctx: &Context<'_>, v: &str) -> String {
+        if super::sees_pii(ctx) {
+            return v.to_string();
+        }
+        match self.0.kind.as_str() {
+            "email" => crate::access::mask_email(v),
+            "phone" => crate::access::mask_phone(v),
+            _ => v.to_string(),
+        }
+    }
+}
+
 #[Object]
 impl Identity {
     async fn id(&self) -> ID {
@@ -60,12 +73,13 @@ impl Identity {
         DomainKind::parse(&self.0.kind).unwrap_or(DomainKind::ExternalId).into()
     }
     /// The normalised value that identities match on (canonical email, E.164 phone).
-    async fn value(&self) -> &str {
-        &self.0.value
+    /// Masked for callers without the `pii` permission.
+    async fn value(&self, ctx: &Context<'_>) -> String {
+        self.masked(ctx, &self.0.value)
     }
-    /// The value as the source wrote it.
-    async fn raw(&self) -> Option<&str> {
-        self.0.raw.as_deref()
+    /// The value as the source wrote it (masked without `pii`).
+    async fn raw(&self, ctx: &Context<'_>) -> Option<String> {
+        self.0.raw.as_deref().map(|r| self.masked(ctx, r))
     }
     /// For external and device ids: the namespace (connector) they belong to.
     async fn namespace(&self) -> Option<&str> {
@@ -247,20 +261,37 @@ impl Customer {
     async fn full_name(&self) -> Option<&str> {
         self.model.full_name.as_deref()
     }
-    /// The most recently seen email address.
-    async fn email(&self) -> Option<&str> {
-        self.model.primary_email.as_deref()
+    /// The most recently seen email address (masked without the `pii` permission).
+    async fn email(&self, ctx: &Context<'_>) -> Option<String> {
+        let e = self.model.primary_email.as_deref()?;
+        Some(if super::sees_pii(ctx) { e.to_string() } else { crate::access::mask_email(e) })
     }
-    /// The most recently seen phone number, E.164.
-    async fn phone(&self) -> Option<&str> {
-        self.model.primary_phone.as_deref()
+    /// The most recently seen phone number, E.164 (masked without `pii`).
+    async fn phone(&self, ctx: &Context<'_>) -> Option<String> {
+        let p = self.model.primary_phone.as_deref()?;
+        Some(if super::sees_pii(ctx) { p.to_string() } else { crate::access::mask_phone(p) })
     }
-    async fn addresses(&self) -> Vec<Address> {
+    /// Postal addresses, most recent first (street lines and postcode hidden without `pii`).
+    async fn addresses(&self, ctx: &Context<'_>) -> Vec<Address> {
+        let pii = super::sees_pii(ctx);
         serde_json::from_value::<Vec<junction_connectors::Address>>(self.model.addresses.clone())
             .unwrap_or_default()
             .into_iter()
-            .map(Address::from)
+            .map(|a| {
+                let mut a = Address::from(a);
+                if !pii {
+                    a.line1 = a.line1.map(|_| "***".into());
+                    a.line2 = a.line2.map(|_| "***".into());
+                    a.postcode = a.postcode.map(|_| "***".into());
+                }
+                a
+            })
             .collect()
+    }
+    /// Consent per purpose and channel.
+    async fn consents(&self) -> ApiResult<Vec<super::access::Consent>> {
+        let rows = self.batch.consents(self.model.id).await.map_err(ApiError::from)?;
+        Ok(rows.into_iter().map(Into::into).collect())
     }
     /// Free-form attributes merged from every source (most recent value per key).
     async fn traits(&self) -> Json<Value> {

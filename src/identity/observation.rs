@@ -15,6 +15,9 @@ pub struct SourceRef {
     pub connector_id: Option<ConnectorId>,
     /// Namespace for external ids: the connector id, or the import's source name.
     pub namespace: String,
+    /// The webhook delivery this came from, so erasure can purge the stored payload.
+    #[serde(default)]
+    pub inbox_id: Option<uuid::Uuid>,
 }
 
 /// An identifier as the source wrote it, not yet normalised.

@@ -80,7 +80,7 @@ mod tests {
 
     fn obs(given: Option<&str>, at: i64) -> Observation {
         Observation {
-            source: SourceRef { source: "t".into(), connector_id: None, namespace: "t".into() },
+            source: SourceRef { source: "t".into(), connector_id: None, namespace: "t".into(), inbox_id: None },
             record_id: None,
             record_kind: "customer".into(),
             identifiers: vec![],

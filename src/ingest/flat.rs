@@ -78,7 +78,7 @@ impl FlatRecord {
             None
         };
         Ok(Observation {
-            source: SourceRef { source: source.clone(), connector_id: None, namespace: source },
+            source: SourceRef { source: source.clone(), connector_id: None, namespace: source, inbox_id: None },
             record_id: clean(&self.record_id),
             record_kind: "customer".into(),
             identifiers,

@@ -43,8 +43,12 @@ pub async fn process(
     let connector = connector_for(&state.cipher, conn).map_err(|e| ProcessError::Connector(e.to_string()))?;
     let records = connector.parse(&stored_event(row)).map_err(|e| ProcessError::Parse(e.to_string()))?;
     let connector_id = ConnectorId(conn.id);
-    let source =
-        SourceRef { source: conn.kind.clone(), connector_id: Some(connector_id), namespace: connector_id.to_string() };
+    let source = SourceRef {
+        source: conn.kind.clone(),
+        connector_id: Some(connector_id),
+        namespace: connector_id.to_string(),
+        inbox_id: Some(row.id),
+    };
     let region = region_of(conn);
     let mapping = conn.config.get("field_mapping").and_then(Value::as_object).cloned().unwrap_or_default();
     let store = &state.store;

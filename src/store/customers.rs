@@ -304,6 +304,7 @@ impl Store {
             payload: Set(serde_json::to_value(obs).map_err(|e| StoreError::Corrupt(e.to_string()))?),
             occurred_at: Set(obs.occurred_at.map(|t| t.trunc_subsecs(6))),
             received_at: Set(at),
+            inbox_id: Set(obs.source.inbox_id),
         })
         .exec_without_returning(txn)
         .await?;
@@ -383,6 +384,7 @@ impl Store {
             .filter(source_record::Column::CustomerId.eq(a))
             .exec(txn)
             .await?;
+        self.merge_consents(txn, survivor, absorbed).await?;
         let tags = customer_tag::Entity::find().filter(customer_tag::Column::CustomerId.eq(a)).all(txn).await?;
         customer_tag::Entity::delete_many().filter(customer_tag::Column::CustomerId.eq(a)).exec(txn).await?;
         self.add_tags(txn, survivor, tags.iter().map(|t| t.tag.as_str()), at).await?;
@@ -728,6 +730,7 @@ impl Store {
                 source: "manual".into(),
                 connector_id: None,
                 namespace: "manual".into(),
+                inbox_id: None,
             },
             record_id: None,
             record_kind: "customer".into(),

@@ -6,11 +6,14 @@
 //! identity key with transaction-scoped advisory locks, and customer rows are locked
 //! `FOR UPDATE` before a merge or golden-record update.
 
+pub mod api_keys;
+pub mod audit;
 pub mod connectors;
 pub mod customers;
 pub mod entities;
 pub mod inbox;
 pub mod pagination;
+pub mod privacy;
 pub mod records;
 
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -24,6 +27,7 @@ use sea_orm::{
 };
 use tokio::sync::{Mutex, OwnedMutexGuard};
 
+pub use audit::{AuditBreak, AuditEntry};
 pub use connectors::{ConnectorChange, NewConnector, SecretsChange};
 pub use customers::*;
 pub use inbox::{status as inbox_status, NewInboxEvent};

@@ -26,6 +26,7 @@ fn start(dir: &std::path::Path, url: &str, port: u16) -> Child {
         .env("JUNCTION_SECURITY__MASTER_KEY", MASTER_KEY)
         .env("JUNCTION_SERVER__PUBLIC_BASE_URL", "https://hub.example.test")
         .env("JUNCTION_INGEST__LEASE_SECS", "2")
+        .env("JUNCTION_BOOTSTRAP_ADMIN_KEY", crate::helpers::ADMIN_KEY)
         .env("JUNCTION_LOG__FILTER", "error")
         .args(["serve", "--bind", &format!("127.0.0.1:{port}")])
         .stdout(Stdio::null())

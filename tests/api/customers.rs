@@ -279,7 +279,7 @@ async fn subscription_reports_changes(app: TestApp) {
     let mut req = format!("ws://{}/graphql/ws", app.addr).into_client_request().unwrap();
     req.headers_mut().insert("Sec-WebSocket-Protocol", "graphql-transport-ws".parse().unwrap());
     let (mut ws, _) = tokio_tungstenite::connect_async(req).await.expect("websocket");
-    ws.send(Message::Text(json!({"type": "connection_init"}).to_string().into())).await.unwrap();
+    ws.send(Message::Text(json!({"type": "connection_init", "payload": {"Authorization": format!("Bearer {}", crate::helpers::ADMIN_KEY)}}).to_string().into())).await.unwrap();
     let ack: Value = serde_json::from_str(ws.next().await.unwrap().unwrap().to_text().unwrap()).unwrap();
     assert_eq!(ack["type"], "connection_ack");
     ws.send(Message::Text(

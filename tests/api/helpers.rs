@@ -15,6 +15,9 @@ pub enum Backend {
     Postgres,
 }
 
+/// The admin key every test server accepts (bootstrapped from config).
+pub const ADMIN_KEY: &str = "jk_test_admin_key_0123456789abcdefghijklmnop";
+
 pub struct TestApp {
     pub addr: SocketAddr,
     pub client: reqwest::Client,
@@ -95,6 +98,7 @@ pub fn test_config(dir: &std::path::Path, database_url: &str) -> Config {
     config.database.url = Some(database_url.to_string());
     config.database.max_connections = 8;
     config.server.public_base_url = Some("https://hub.example.test".into());
+    config.security.bootstrap_admin_key = Some(ADMIN_KEY.into());
     config
 }
 
@@ -142,10 +146,16 @@ impl TestApp {
         format!("http://{}{}", self.addr, path)
     }
 
-    /// POST a GraphQL request; returns the whole response body.
+    /// POST a GraphQL request as admin; returns the whole response body.
     pub async fn gql(&self, query: &str, variables: Value) -> Value {
+        self.gql_as(ADMIN_KEY, query, variables).await
+    }
+
+    /// POST a GraphQL request with the given API key.
+    pub async fn gql_as(&self, key: &str, query: &str, variables: Value) -> Value {
         self.client
             .post(self.url("/graphql"))
+            .bearer_auth(key)
             .json(&json!({"query": query, "variables": variables}))
             .send()
             .await

@@ -3,8 +3,10 @@
 pub mod api_key;
 pub mod audit_log;
 pub mod connector;
+pub mod consent;
 pub mod customer;
 pub mod customer_tag;
+pub mod erasure_receipt;
 pub mod event;
 pub mod identity;
 pub mod inbox;

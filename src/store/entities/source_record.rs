@@ -13,6 +13,7 @@ pub struct Model {
     pub payload: Json,
     pub occurred_at: Option<DateTimeUtc>,
     pub received_at: DateTimeUtc,
+    pub inbox_id: Option<Uuid>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
