@@ -1,4 +1,6 @@
 //! API-key authentication and the per-key rate limit for the GraphQL endpoints.
+//! Errors are ready-made HTTP responses (large, but only built on the refusal path).
+#![allow(clippy::result_large_err)]
 
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};

@@ -21,6 +21,7 @@ pub struct AuditEntry<'a> {
 
 const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
 
+#[allow(clippy::too_many_arguments)]
 fn row_hash(
     id: i64,
     at: DateTime<Utc>,
