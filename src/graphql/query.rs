@@ -127,6 +127,7 @@ impl Query {
 
     /// Customers, newest first by default, with filters and cursor pagination.
     #[allow(clippy::too_many_arguments)]
+    #[graphql(complexity = "first.or(last).unwrap_or(20).max(1) as usize * child_complexity + 1")]
     async fn customers(
         &self,
         ctx: &Context<'_>,

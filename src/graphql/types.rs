@@ -320,6 +320,7 @@ impl Customer {
         Ok(rows.into_iter().map(Order).collect())
     }
     /// The timeline, newest first.
+    #[graphql(complexity = "first.unwrap_or(20).max(1) as usize * child_complexity + 1")]
     async fn events(&self, ctx: &Context<'_>, first: Option<i32>, after: Option<String>) -> ApiResult<EventConnection> {
         let limit = page_size(ctx, first, None, "first")?;
         let before = match after {

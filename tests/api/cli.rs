@@ -116,3 +116,173 @@ async fn serve_drains_and_exits_cleanly_on_sigterm() {
     assert!(exited.expect("exited after SIGTERM").success());
     let _ = pg_admin_url();
 }
+
+async fn tokens_and_audit_verification(backend: Backend) {
+    let Some(app) = crate::helpers::spawn_app(backend).await else {
+        eprintln!("SKIPPED(postgres): JUNCTION_TEST_DATABASE_URL is not set");
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let out = junction(dir.path(), &app.database_url)
+        .args(["token", "create", "--role", "editor", "--name", "ci"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let key = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    assert!(key.starts_with("jk_"), "the key is printed once: {key}");
+    let body = app.gql_as(&key, "{ customers { totalCount } }", serde_json::json!({})).await;
+    assert_eq!(body["data"]["customers"]["totalCount"], 0, "{body}");
+    let body = app.gql_as(&key, "{ apiKeys { id } }", serde_json::json!({})).await;
+    assert_eq!(crate::helpers::error_code(&body).0, "FORBIDDEN", "editors are not admins");
+    // The key is stored hashed only.
+    use sea_orm::{ConnectionTrait, Database, Statement};
+    let db = Database::connect(app.database_url.as_str()).await.unwrap();
+    let b = db.get_database_backend();
+    let rows = db.query_all(Statement::from_string(b, "SELECT * FROM api_keys")).await.unwrap();
+    assert!(!format!("{rows:?}").contains(&key[3..]), "a key is stored in clear");
+
+    for i in 0..3 {
+        app.gql_ok(
+            &format!("mutation {{ createApiKey(name: \"k{i}\", role: VIEWER) {{ key }} }}"),
+            serde_json::json!({}),
+        )
+        .await;
+    }
+    let verify = || junction(dir.path(), &app.database_url).args(["audit", "verify"]).output().unwrap();
+    let out = verify();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stdout));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("4 entries verified"),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+
+    db.execute(Statement::from_string(b, "UPDATE audit_log SET actor = 'someone-else' WHERE id = 2")).await.unwrap();
+    let out = verify();
+    assert!(!out.status.success(), "a changed row must be detected");
+    assert!(String::from_utf8_lossy(&out.stdout).contains("Altered"));
+    db.execute(Statement::from_string(b, "DELETE FROM audit_log WHERE id >= 2")).await.unwrap();
+    let out = verify();
+    assert!(!out.status.success(), "deleted rows at the end of the chain must be detected");
+    db.close().await.ok();
+}
+
+#[tokio::test]
+async fn tokens_and_audit_verification_sqlite() {
+    tokens_and_audit_verification(Backend::Sqlite).await;
+}
+
+#[tokio::test]
+async fn tokens_and_audit_verification_postgres() {
+    tokens_and_audit_verification(Backend::Postgres).await;
+}
+
+/// Run webhook and GraphQL flows with canary personal data and secrets, with debug logging,
+/// and search everything the server logged: zero hits.
+#[tokio::test]
+async fn logs_carry_no_personal_data_or_secrets() {
+    use chrono::Utc;
+    use junction_connectors::{testing, ConnectorKind, Secrets};
+    use serde_json::json;
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}?mode=rwc", dir.path().join("j.db").display());
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let log_path = dir.path().join("server.log");
+    let log = std::fs::File::create(&log_path).unwrap();
+    let mut child = junction(dir.path(), &url)
+        .env("JUNCTION_LOG__FILTER", "debug")
+        .env("JUNCTION_BOOTSTRAP_ADMIN_KEY", crate::helpers::ADMIN_KEY)
+        .env("JUNCTION_SERVER__PUBLIC_BASE_URL", "https://hub.example.test")
+        .args(["serve", "--bind", &format!("127.0.0.1:{port}")])
+        .stdout(Stdio::null())
+        .stderr(Stdio::from(log))
+        .spawn()
+        .unwrap();
+    let base = format!("http://127.0.0.1:{port}");
+    let client = reqwest::Client::new();
+    for _ in 0..100 {
+        if client.get(format!("{base}/readyz")).send().await.map(|r| r.status() == 200).unwrap_or(false) {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let gql = |q: String, v: serde_json::Value| {
+        let client = client.clone();
+        let base = base.clone();
+        async move {
+            client
+                .post(format!("{base}/graphql"))
+                .bearer_auth(crate::helpers::ADMIN_KEY)
+                .json(&json!({"query": q, "variables": v}))
+                .send()
+                .await
+                .unwrap()
+                .json::<serde_json::Value>()
+                .await
+                .unwrap()
+        }
+    };
+    let canary_email = "canary.zxq@acme.io";
+    let canary_phone = "+14158675309";
+    let canary_name = "Quorzelda";
+    let canary_secret = "whsec_Y2FuYXJ5c2VjcmV0Y2FuYXJ5c2VjcmV0MTIzNA==";
+    let d = gql(format!("mutation {{ upsertCustomer(input: {{identities: [{{kind: EMAIL, value: \"{canary_email}\"}}, {{kind: PHONE, value: \"{canary_phone}\"}}], givenName: \"{canary_name}\"}}) {{ customer {{ id }} }} }}"), json!({})).await;
+    let id = d["data"]["upsertCustomer"]["customer"]["id"].as_str().unwrap().to_string();
+    gql("mutation($id: ID!) { addEvent(customerId: $id, input: {type: \"x\", properties: {note: \"Quorzelda\"}}) { id } }".into(), json!({"id": id})).await;
+    gql(format!("{{ customers(filter: {{search: \"{canary_name}\"}}) {{ totalCount }} }}"), json!({})).await;
+    gql("{ customer(id: \"garbage\") { id } }".into(), json!({})).await;
+    let d = gql(format!("mutation {{ createConnector(input: {{kind: \"standard_webhooks\", name: \"c\", secrets: {{secret: \"{canary_secret}\"}}}}) {{ id }} }}"), json!({})).await;
+    let cid = d["data"]["createConnector"]["id"].as_str().unwrap().to_string();
+    let mut secrets = Secrets::default();
+    secrets.current.insert("secret".into(), canary_secret.into());
+    let body = json!({"type": "contact.created", "timestamp": "2025-01-01T00:00:00Z", "data": {"id": "ct_1", "email": canary_email, "first_name": canary_name, "phone": canary_phone}}).to_string();
+    let send = |req: testing::SignedRequest| {
+        let client = client.clone();
+        let base = base.clone();
+        async move {
+            let path = req.url.strip_prefix("https://hub.example.test").unwrap().to_string();
+            let mut r = client.post(format!("{base}{path}"));
+            for (k, v) in &req.headers {
+                r = r.header(k, v);
+            }
+            r.body(req.body).send().await.unwrap().status()
+        }
+    };
+    let url = format!("https://hub.example.test/webhooks/{cid}");
+    assert_eq!(
+        send(testing::sign(ConnectorKind::StandardWebhooks, &secrets, &url, body.as_bytes(), Utc::now())).await,
+        200
+    );
+    let mut bad = testing::sign(ConnectorKind::StandardWebhooks, &secrets, &url, body.as_bytes(), Utc::now());
+    bad.body.push(b' ');
+    assert_eq!(send(bad).await, 401);
+    let mut garbage = testing::sign(
+        ConnectorKind::StandardWebhooks,
+        &secrets,
+        &url,
+        format!("not json {canary_email}").as_bytes(),
+        Utc::now(),
+    );
+    garbage.headers.retain(|(k, _)| k != "webhook-id");
+    garbage.headers.push(("webhook-id".into(), "msg_garbage".into()));
+    let resigned = testing::sign(ConnectorKind::StandardWebhooks, &secrets, &url, &garbage.body, Utc::now());
+    let _ = send(resigned).await;
+    gql(format!("mutation {{ eraseCustomer(id: \"{id}\") {{ customerId }} }}"), json!({})).await;
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
+    let _ = child.wait();
+    let logged = std::fs::read_to_string(&log_path).unwrap();
+    assert!(logged.lines().count() > 5, "debug logging produced output");
+    for canary in [
+        canary_email,
+        "canary.zxq",
+        canary_phone,
+        "8675309",
+        canary_name,
+        canary_secret,
+        "Y2FuYXJ5c2Vj",
+        crate::helpers::ADMIN_KEY,
+    ] {
+        assert!(!logged.contains(canary), "`{canary}` appeared in the logs");
+    }
+}
