@@ -88,6 +88,13 @@ pub struct IdentityConfig {
     pub junk_values: Vec<String>,
     /// Extra junk regular expressions.
     pub junk_patterns: Vec<String>,
+    /// Deterministic resolution rules per identifier kind, highest priority first: how
+    /// many a customer may hold (`max_per_customer`, per namespace for external and device
+    /// ids) and what a shared value may do on its own (`trust`: `merge`,
+    /// `merge_unless_names_differ`, `attach_only`, `suggest_only`).
+    pub rules: Vec<crate::identity::rules::KindRule>,
+    /// How the golden record picks each field.
+    pub survivorship: crate::identity::survivorship::SurvivorshipPolicy,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -155,6 +162,8 @@ impl Default for IdentityConfig {
             likely_regions: ["US", "CN", "GB", "DE", "FR", "ES"].map(String::from).to_vec(),
             junk_values: vec![],
             junk_patterns: vec![],
+            rules: crate::identity::rules::Rules::default().kinds,
+            survivorship: Default::default(),
         }
     }
 }
@@ -242,6 +251,13 @@ impl Config {
                     expected: format!("ISO-3166 alpha-2 codes in upper case, got `{r}`"),
                 });
             }
+        }
+        let rules = crate::identity::rules::Rules { kinds: self.identity.rules.clone() };
+        if let Err(e) = rules.validate() {
+            return Err(ConfigError::Invalid { key: "identity.rules", expected: e });
+        }
+        if let Err(e) = self.identity.survivorship.validate() {
+            return Err(ConfigError::Invalid { key: "identity.survivorship", expected: e });
         }
         for p in &self.identity.junk_patterns {
             if regex::Regex::new(p).is_err() {

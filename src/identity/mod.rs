@@ -6,6 +6,7 @@ pub mod keys;
 pub mod normalize;
 pub mod observation;
 pub mod resolve;
+pub mod rules;
 pub mod survivorship;
 
 pub use keys::{IdentityKey, IdentityKind, KeyExtractor, RejectedIdentifier};
