@@ -5,6 +5,7 @@
 //! Tests start it on port 0 with a fresh database.
 
 pub mod config;
+pub mod dedupe;
 pub mod graphql;
 pub mod http;
 pub mod identity;

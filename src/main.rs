@@ -42,11 +42,37 @@ enum Command {
         #[arg(long, value_parser = ["jsonl", "csv"])]
         format: Option<String>,
     },
+    /// Identity resolution tools.
+    Dedupe {
+        #[command(subcommand)]
+        command: DedupeCommand,
+    },
     /// Export every customer with identities as JSON Lines.
     Export {
         /// Output file (default: standard output).
         #[arg(long, short)]
         output: Option<PathBuf>,
+    },
+}
+
+#[derive(Subcommand)]
+enum DedupeCommand {
+    /// Load records into a scratch store and print pairwise precision, recall, F1 and time
+    /// (the definition of shared/data/pairwise.py).
+    Evaluate {
+        /// Flat records (JSON Lines, or CSV by extension).
+        #[arg(long)]
+        input: PathBuf,
+        /// `record_id,person_id` with a header row.
+        #[arg(long)]
+        truth: PathBuf,
+        /// Also write the clustering as `record_id,cluster_id`.
+        #[arg(long)]
+        predicted: Option<PathBuf>,
+        /// Scratch database URL (default: a fresh SQLite file in a temporary directory,
+        /// removed afterwards). Must be an empty database.
+        #[arg(long)]
+        database_url: Option<String>,
     },
 }
 
@@ -112,6 +138,21 @@ fn main() -> anyhow::Result<()> {
                     b.finish_and_clear();
                 }
                 println!("{summary}");
+                Ok(())
+            }
+            Command::Dedupe { command: DedupeCommand::Evaluate { input, truth, predicted, database_url } } => {
+                let scratch = std::env::temp_dir().join(format!("junction-dedupe-{}", uuid::Uuid::new_v4().simple()));
+                std::fs::create_dir_all(&scratch).context("cannot create a scratch directory")?;
+                config.data_dir = scratch.clone();
+                config.database.url = Some(
+                    database_url.unwrap_or_else(|| format!("sqlite://{}?mode=rwc", scratch.join("scratch.db").display())),
+                );
+                let result = junction::dedupe::evaluate(&config, &input, &truth, predicted.as_deref()).await;
+                let _ = std::fs::remove_dir_all(&scratch);
+                let ev = result?;
+                println!("{}", ev.import);
+                println!("{}", ev.score);
+                println!("time={:.2}s", ev.seconds);
                 Ok(())
             }
             Command::Export { output } => {

@@ -4,6 +4,7 @@
 pub mod admin;
 pub mod error;
 pub mod loaders;
+pub mod merges;
 pub mod mutation;
 pub mod query;
 pub mod subscription;
@@ -16,11 +17,11 @@ use error::ApiError;
 
 /// The query root: the customer API and the admin API.
 #[derive(async_graphql::MergedObject, Default)]
-pub struct QueryRoot(query::Query, admin::AdminQuery);
+pub struct QueryRoot(query::Query, admin::AdminQuery, merges::MergeQuery);
 
 /// The mutation root.
 #[derive(async_graphql::MergedObject, Default)]
-pub struct MutationRoot(mutation::Mutation, admin::AdminMutation);
+pub struct MutationRoot(mutation::Mutation, admin::AdminMutation, merges::MergeMutation);
 
 pub type JunctionSchema = Schema<QueryRoot, MutationRoot, subscription::Subscription>;
 

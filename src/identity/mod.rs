@@ -2,6 +2,7 @@
 //! identity keys, decide which customer it belongs to, and compute the golden record.
 //! `store` applies the decisions; nothing here does I/O.
 
+pub mod evaluate;
 pub mod keys;
 pub mod normalize;
 pub mod observation;

@@ -331,11 +331,14 @@ pub fn plan(
     };
 
     // Active keys of the group so far, plus the record's keys not set aside.
-    let group_keys = |group: &[&CustomerView], set_aside: &BTreeMap<usize, String>, extra: Option<&CustomerView>| {
+    let group_keys = |group: &[&CustomerView],
+                      set_aside: &BTreeMap<usize, String>,
+                      extra: Option<&CustomerView>,
+                      with_record: bool| {
         let mut all: Vec<IdentityKey> = keys
             .iter()
             .enumerate()
-            .filter(|(i, _)| !set_aside.contains_key(i))
+            .filter(|(i, _)| with_record && !set_aside.contains_key(i))
             .map(|(_, k)| k.clone())
             .collect();
         for c in group.iter().copied().chain(extra) {
@@ -361,7 +364,14 @@ pub fn plan(
                 continue;
             }
             let is_blocked = group.iter().any(|g| blocked.contains(&blocked_pair(g.id, c.id)));
-            let broken = limit_broken(rules, group_keys(&group, &set_aside, Some(c)).iter());
+            // The customers together must respect the limits. With the record's own keys,
+            // a broken limit blocks the link only when the record's key outranks the
+            // linking key (a second platform id beats a shared email); otherwise the
+            // surplus record key is set aside below and the link stands.
+            let broken = limit_broken(rules, group_keys(&group, &set_aside, Some(c), false).iter()).or_else(|| {
+                limit_broken(rules, group_keys(&group, &set_aside, Some(c), true).iter())
+                    .filter(|kind| rules.priority(*kind) < rules.priority(k.kind))
+            });
             let conflict = match (is_blocked, broken) {
                 (true, _) => Some("blocked_pair".to_string()),
                 (false, Some(kind)) => Some(format!(

@@ -6,4 +6,5 @@ mod helpers;
 mod cli;
 mod customers;
 mod health;
+mod identity;
 mod schema;
