@@ -59,3 +59,34 @@ pub async fn evaluate(
     }
     Ok(Evaluation { import, score: pairwise(&truth, &predicted), seconds })
 }
+
+/// Latency of resolving single records online against the store `config` points at.
+pub struct OnlineLatency {
+    pub records: usize,
+    pub p50_ms: f64,
+    pub p99_ms: f64,
+    pub max_ms: f64,
+}
+
+/// Ingest up to `count` records of `input` one at a time (each its own transaction, as a
+/// webhook would) and report latency percentiles. Records re-sent from an import attach to
+/// the customers they resolved to, which is the common online case.
+pub async fn online_latency(config: &Config, input: &Path, count: usize) -> anyhow::Result<OnlineLatency> {
+    use std::io::BufRead;
+    let store = crate::open_store(config, true).await?;
+    let extractor = crate::key_extractor(config)?;
+    let f = std::fs::File::open(input).with_context(|| format!("cannot open {}", input.display()))?;
+    let mut times = Vec::with_capacity(count);
+    for line in std::io::BufReader::new(f).lines().take(count) {
+        let line = line?;
+        let Ok(rec) = serde_json::from_str::<crate::ingest::FlatRecord>(&line) else { continue };
+        let Ok(mut obs) = rec.into_observation() else { continue };
+        obs.record_id = obs.record_id.map(|r| format!("{r}-online"));
+        let start = std::time::Instant::now();
+        store.ingest(&extractor, &obs, None).await?;
+        times.push(start.elapsed().as_secs_f64() * 1000.0);
+    }
+    times.sort_by(|a, b| a.total_cmp(b));
+    let pct = |p: f64| times.get(((times.len() as f64 - 1.0) * p).round() as usize).copied().unwrap_or(0.0);
+    Ok(OnlineLatency { records: times.len(), p50_ms: pct(0.5), p99_ms: pct(0.99), max_ms: pct(1.0) })
+}

@@ -74,6 +74,15 @@ enum DedupeCommand {
         #[arg(long)]
         database_url: Option<String>,
     },
+    /// Resolve records one at a time (one transaction each, as webhooks do) against the
+    /// configured store and print p50/p99 latency.
+    Online {
+        /// Flat records (JSON Lines); the first `count` are sent.
+        #[arg(long)]
+        input: PathBuf,
+        #[arg(long, default_value_t = 2000)]
+        count: usize,
+    },
 }
 
 fn main() -> anyhow::Result<()> {
@@ -153,6 +162,11 @@ fn main() -> anyhow::Result<()> {
                 println!("{}", ev.import);
                 println!("{}", ev.score);
                 println!("time={:.2}s", ev.seconds);
+                Ok(())
+            }
+            Command::Dedupe { command: DedupeCommand::Online { input, count } } => {
+                let l = junction::dedupe::online_latency(&config, &input, count).await?;
+                println!("records={} p50={:.3}ms p99={:.3}ms max={:.3}ms", l.records, l.p50_ms, l.p99_ms, l.max_ms);
                 Ok(())
             }
             Command::Export { output } => {

@@ -203,6 +203,34 @@ fn edit_distance(a: &str, b: &str) -> usize {
     d[n][m]
 }
 
+/// Common English short forms whose spelling differs from the full name
+/// (`(short, start of the full name)`).
+const NICKNAMES: &[(&str, &str)] = &[
+    ("bill", "will"),
+    ("billy", "will"),
+    ("bob", "rob"),
+    ("bobby", "rob"),
+    ("dick", "rich"),
+    ("peggy", "marg"),
+    ("maggie", "marg"),
+    ("jack", "john"),
+    ("ted", "ed"),
+    ("ned", "ed"),
+    ("betty", "eliz"),
+    ("liz", "eliz"),
+    ("beth", "eliz"),
+    ("jim", "jam"),
+    ("jimmy", "jam"),
+    ("chuck", "charl"),
+    ("hank", "henr"),
+    ("sally", "sar"),
+    ("polly", "mar"),
+    ("tony", "anton"),
+    ("sandy", "alex"),
+    ("kate", "cath"),
+    ("katie", "cath"),
+];
+
 fn tokens_close(a: &str, b: &str) -> bool {
     if a == b {
         return true;
@@ -213,6 +241,13 @@ fn tokens_close(a: &str, b: &str) -> bool {
         return true;
     }
     if la.min(lb) >= 3 && (a.starts_with(b) || b.starts_with(a)) {
+        return true;
+    }
+    // A short form sharing the first three letters ("Gabe" / "Gabriel", "Kate" / "Katherine").
+    if la.min(lb) <= 4 && la.min(lb) >= 3 && a.chars().take(3).eq(b.chars().take(3)) {
+        return true;
+    }
+    if NICKNAMES.iter().any(|(x, y)| (a == *x && b.starts_with(y)) || (b == *x && a.starts_with(y))) {
         return true;
     }
     let allowed = match la.max(lb) {
@@ -550,6 +585,8 @@ mod tests {
         let randy = name("Randy", "Davis");
         assert!(!names_clearly_differ(Some(&randy), Some(&name("Rnady", "Davis"))), "transposition");
         assert!(!names_clearly_differ(Some(&randy), Some(&name("R", "Davis"))), "initial");
+        assert!(!names_clearly_differ(Some(&name("Gabe", "")), Some(&name("Gabriel", "Lee"))), "short form");
+        assert!(!names_clearly_differ(Some(&name("Bob", "Li")), Some(&name("Robert", "Li"))), "nickname");
         assert!(!names_clearly_differ(Some(&randy), None), "unknown");
         assert!(names_clearly_differ(Some(&randy), Some(&name("Sarah", "Davis"))), "household");
         let han = PersonName::parse(None, None, Some("张伟")).unwrap();

@@ -358,3 +358,43 @@ async fn concurrent_overlapping_ingestion_gives_one_customer_per_person(app: Tes
     // 6 people × (email, phone, platform id) + Zed's email: no identifier lost.
     assert_eq!(active, 19);
 }
+
+/// `junction dedupe evaluate` scores like `shared/data/pairwise.py` on a small case.
+#[test]
+fn dedupe_evaluate_agrees_with_pairwise_py() {
+    use std::process::Command;
+    let dir = tempfile::tempdir().unwrap();
+    let fixture = format!("{}/tests/fixtures/people.jsonl", env!("CARGO_MANIFEST_DIR"));
+    // r1, r2, r3, r8 are Gabriel; r4 and r5 one each; r6, r7 are not importable and r5b is
+    // not in the input: all three are scored as singletons, so r5–r5b is a missed pair.
+    let truth = dir.path().join("truth.csv");
+    std::fs::write(&truth, "record_id,person_id\nr1,g\nr2,g\nr3,g\nr8,g\nr4,l\nr5,j\nr6,n\nr7,x\nr5b,j\n").unwrap();
+    let predicted = dir.path().join("predicted.csv");
+    let out = Command::new(env!("CARGO_BIN_EXE_junction"))
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("JUNCTION_DATA_DIR", dir.path())
+        .env("JUNCTION_LOG__FILTER", "warn")
+        .args(["dedupe", "evaluate", "--input", &fixture, "--truth"])
+        .arg(&truth)
+        .arg("--predicted")
+        .arg(&predicted)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(out.status.success(), "{stdout} {}", String::from_utf8_lossy(&out.stderr));
+    let ours: Vec<&str> = stdout.lines().filter(|l| l.starts_with("records=") || l.starts_with("precision=")).collect();
+    assert_eq!(ours.len(), 2, "{stdout}");
+    assert!(stdout.contains("precision=1.0000 recall=0.8571"), "{stdout}");
+    assert!(stdout.lines().any(|l| l.starts_with("time=")), "{stdout}");
+    let script = format!("{}/../shared/data/pairwise.py", env!("CARGO_MANIFEST_DIR"));
+    let py = Command::new("python3").arg(&script).arg(&truth).arg(&predicted).output();
+    match py {
+        Ok(py) if py.status.success() && std::path::Path::new(&script).exists() => {
+            let theirs = String::from_utf8_lossy(&py.stdout).to_string();
+            let theirs: Vec<&str> = theirs.lines().collect();
+            assert_eq!(ours, theirs, "junction and pairwise.py disagree");
+        }
+        _ => eprintln!("SKIPPED(pairwise.py): python3 or {script} not available"),
+    }
+}
