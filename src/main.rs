@@ -154,7 +154,8 @@ fn main() -> anyhow::Result<()> {
                 std::fs::create_dir_all(&scratch).context("cannot create a scratch directory")?;
                 config.data_dir = scratch.clone();
                 config.database.url = Some(
-                    database_url.unwrap_or_else(|| format!("sqlite://{}?mode=rwc", scratch.join("scratch.db").display())),
+                    database_url
+                        .unwrap_or_else(|| format!("sqlite://{}?mode=rwc", scratch.join("scratch.db").display())),
                 );
                 let result = junction::dedupe::evaluate(&config, &input, &truth, predicted.as_deref()).await;
                 let _ = std::fs::remove_dir_all(&scratch);

@@ -84,7 +84,10 @@ impl MigrationTrait for Migration {
         )
         .await?;
         m.alter_table(
-            Table::alter().table(Merges::Table).add_column(ColumnDef::new(Merges::Moved).json_binary().null()).to_owned(),
+            Table::alter()
+                .table(Merges::Table)
+                .add_column(ColumnDef::new(Merges::Moved).json_binary().null())
+                .to_owned(),
         )
         .await?;
         Ok(())

@@ -384,8 +384,12 @@ impl MergeMutation {
             .resolve_candidate(cid, decision == CandidateDecision::Accept, ACTOR)
             .await
             .map_err(|e| not_found_as(e, "merge candidate"))?;
-        let candidate =
-            st.store.merge_candidate(cid).await.map_err(ApiError::from)?.ok_or(ApiError::NotFound("merge candidate"))?;
+        let candidate = st
+            .store
+            .merge_candidate(cid)
+            .await
+            .map_err(ApiError::from)?
+            .ok_or(ApiError::NotFound("merge candidate"))?;
         let merge = match merge_id {
             Some(m) => Some(merge_row(ctx, m).await?),
             None => None,

@@ -285,8 +285,7 @@ impl Customer {
     }
     /// Merges this customer took part in (as survivor or absorbed), newest first.
     async fn merge_history(&self, ctx: &Context<'_>) -> ApiResult<Vec<super::merges::Merge>> {
-        let rows =
-            super::state(ctx).store.merge_history(CustomerId(self.model.id)).await.map_err(ApiError::from)?;
+        let rows = super::state(ctx).store.merge_history(CustomerId(self.model.id)).await.map_err(ApiError::from)?;
         Ok(rows.into_iter().map(super::merges::Merge).collect())
     }
     /// Orders, newest first.

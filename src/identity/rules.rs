@@ -128,7 +128,10 @@ pub enum Target {
     Create,
     Attach(CustomerId),
     /// The survivor is the oldest id (UUIDv7 is time-ordered).
-    Merge { survivor: CustomerId, absorbed: Vec<CustomerId> },
+    Merge {
+        survivor: CustomerId,
+        absorbed: Vec<CustomerId>,
+    },
 }
 
 /// Why two customers are linked or suggested: the shared key and the rule.
@@ -187,8 +190,8 @@ fn edit_distance(a: &str, b: &str) -> usize {
     for (i, row) in d.iter_mut().enumerate() {
         row[0] = i;
     }
-    for j in 0..=m {
-        d[0][j] = j;
+    for (j, cell) in d[0].iter_mut().enumerate() {
+        *cell = j;
     }
     for i in 1..=n {
         for j in 1..=m {
@@ -324,10 +327,8 @@ pub fn plan(
     let mut links: Vec<(usize, &IdentityKey, &CustomerView, bool, Link)> = Vec::new();
     for (ki, k) in keys.iter().enumerate() {
         let rule = rules.rule(k.kind);
-        let mut holders: Vec<(&CustomerView, bool)> = customers
-            .iter()
-            .filter_map(|c| c.identities.iter().find(|h| &h.key == k).map(|h| (c, h.active)))
-            .collect();
+        let mut holders: Vec<(&CustomerView, bool)> =
+            customers.iter().filter_map(|c| c.identities.iter().find(|h| &h.key == k).map(|h| (c, h.active))).collect();
         holders.sort_by_key(|(c, active)| (!*active, c.id));
         for (c, active) in holders {
             let link = match rule.trust {
@@ -361,7 +362,8 @@ pub fn plan(
         rule: rule.to_string(),
     };
     let mut suggest = |c: &CustomerView, k: &IdentityKey, rule: &'static str| {
-        let s = suggestions.entry(c.id).or_insert_with(|| Suggestion { other: c.id, rule: rule.into(), evidence: vec![] });
+        let s =
+            suggestions.entry(c.id).or_insert_with(|| Suggestion { other: c.id, rule: rule.into(), evidence: vec![] });
         s.evidence.push(ev(k, c, rule));
     };
 
@@ -409,18 +411,20 @@ pub fn plan(
             });
             let conflict = match (is_blocked, broken) {
                 (true, _) => Some("blocked_pair".to_string()),
-                (false, Some(kind)) => Some(format!(
-                    "limit: at most {} {}",
-                    rules.rule(kind).max_per_customer,
-                    kind_label(kind)
-                )),
+                (false, Some(kind)) => {
+                    Some(format!("limit: at most {} {}", rules.rule(kind).max_per_customer, kind_label(kind)))
+                }
                 (false, None) => None,
             };
             match conflict {
                 None => {
                     group.push(c);
                     linked_keys.insert(ki);
-                    evidence.push(ev(k, c, if pass == Link::Strong { "shared_identifier" } else { "attach_only_identifier" }));
+                    evidence.push(ev(
+                        k,
+                        c,
+                        if pass == Link::Strong { "shared_identifier" } else { "attach_only_identifier" },
+                    ));
                 }
                 Some(reason) => {
                     suggest(c, k, if is_blocked { "blocked_pair" } else { "identifier_conflict" });
@@ -476,15 +480,15 @@ pub fn plan(
         statuses.push((k.clone(), status));
     }
     // Keep the caller's order.
-    let keys_out = record_keys
-        .iter()
-        .filter_map(|k| statuses.iter().find(|(s, _)| s == k).cloned())
-        .fold(Vec::new(), |mut acc: Vec<(IdentityKey, KeyStatus)>, item| {
+    let keys_out = record_keys.iter().filter_map(|k| statuses.iter().find(|(s, _)| s == k).cloned()).fold(
+        Vec::new(),
+        |mut acc: Vec<(IdentityKey, KeyStatus)>, item| {
             if !acc.iter().any(|(k, _)| k == &item.0) {
                 acc.push(item);
             }
             acc
-        });
+        },
+    );
 
     let mut ids: Vec<CustomerId> = group.iter().map(|g| g.id).collect();
     ids.sort();
@@ -577,7 +581,11 @@ mod tests {
         PersonName::parse(Some(g), Some(f), None).unwrap()
     }
     fn view(id: CustomerId, n: Option<PersonName>, keys: &[IdentityKey]) -> CustomerView {
-        CustomerView { id, name: n, identities: keys.iter().map(|k| HeldKey { key: k.clone(), active: true }).collect() }
+        CustomerView {
+            id,
+            name: n,
+            identities: keys.iter().map(|k| HeldKey { key: k.clone(), active: true }).collect(),
+        }
     }
 
     #[test]
@@ -598,13 +606,15 @@ mod tests {
     fn household_phone_suggests_and_sets_aside() {
         let a = CustomerId::new();
         let customers = [view(a, Some(name("Maria", "Garcia")), &[phone("+1"), email("m@x")])];
-        let p = plan(&Rules::default(), &[phone("+1")], Some(&name("Jose", "Garcia")), &customers, &Blocked::new(), None);
+        let p =
+            plan(&Rules::default(), &[phone("+1")], Some(&name("Jose", "Garcia")), &customers, &Blocked::new(), None);
         assert_eq!(p.target, Target::Create);
         assert!(matches!(p.keys[0].1, KeyStatus::SetAside(_)));
         assert_eq!(p.suggestions.len(), 1);
         assert_eq!(p.suggestions[0].rule, "shared_identifier_names_differ");
         // The same name attaches.
-        let p = plan(&Rules::default(), &[phone("+1")], Some(&name("Maria", "Garcia")), &customers, &Blocked::new(), None);
+        let p =
+            plan(&Rules::default(), &[phone("+1")], Some(&name("Maria", "Garcia")), &customers, &Blocked::new(), None);
         assert_eq!(p.target, Target::Attach(a));
         assert_eq!(p.keys[0].1, KeyStatus::Active);
     }
@@ -616,7 +626,10 @@ mod tests {
         let p = plan(&Rules::default(), &[ext("shop", "2"), email("e@x")], None, &customers, &Blocked::new(), None);
         assert_eq!(p.target, Target::Create);
         assert_eq!(p.keys.iter().find(|(k, _)| k.kind == IdentityKind::ExternalId).unwrap().1, KeyStatus::Active);
-        assert!(matches!(p.keys.iter().find(|(k, _)| k.kind == IdentityKind::Email).unwrap().1, KeyStatus::SetAside(_)));
+        assert!(matches!(
+            p.keys.iter().find(|(k, _)| k.kind == IdentityKind::Email).unwrap().1,
+            KeyStatus::SetAside(_)
+        ));
         assert_eq!(p.suggestions[0].rule, "identifier_conflict");
     }
 

@@ -224,8 +224,12 @@ mod tests {
 
     #[test]
     fn each_strategy_picks_as_documented() {
-        let recs =
-            [obs("pos", Some("Bob"), 100), obs("shopify", Some("Robert"), 200), obs("pos", Some("Bob"), 300), obs("sms", Some("Rob"), 400)];
+        let recs = [
+            obs("pos", Some("Bob"), 100),
+            obs("shopify", Some("Robert"), 200),
+            obs("pos", Some("Bob"), 300),
+            obs("sms", Some("Rob"), 400),
+        ];
         let with = |s: Strategy| {
             let p = SurvivorshipPolicy {
                 default: s,
@@ -240,7 +244,11 @@ mod tests {
         assert_eq!(with(Strategy::SourcePriority).as_deref(), Some("Robert"));
         let mut rev = recs.clone();
         rev.reverse();
-        let p = SurvivorshipPolicy { default: Strategy::SourcePriority, source_priority: vec!["shopify".into()], ..Default::default() };
+        let p = SurvivorshipPolicy {
+            default: Strategy::SourcePriority,
+            source_priority: vec!["shopify".into()],
+            ..Default::default()
+        };
         assert_eq!(golden_record_with(&p, &rev).given_name.as_deref(), Some("Robert"));
     }
 

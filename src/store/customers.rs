@@ -356,8 +356,12 @@ impl Store {
             first_seen: Set(at),
             last_seen: Set(at),
         };
-        let conflict_cols =
-            [identity::Column::CustomerId, identity::Column::Kind, identity::Column::Namespace, identity::Column::Value];
+        let conflict_cols = [
+            identity::Column::CustomerId,
+            identity::Column::Kind,
+            identity::Column::Namespace,
+            identity::Column::Value,
+        ];
         let active: Vec<identity::ActiveModel> =
             keys.iter().filter(|(_, s)| matches!(s, KeyStatus::Active)).map(|(k, s)| model(k, s)).collect();
         let aside: Vec<identity::ActiveModel> =

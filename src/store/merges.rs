@@ -73,11 +73,16 @@ fn corrupt(e: impl std::fmt::Display) -> StoreError {
 
 impl Store {
     /// The rules' view of some live customers: golden name and every identity.
-    pub(crate) async fn customer_views<C: ConnectionTrait>(&self, db: &C, ids: &[Uuid]) -> StoreResult<Vec<CustomerView>> {
+    pub(crate) async fn customer_views<C: ConnectionTrait>(
+        &self,
+        db: &C,
+        ids: &[Uuid],
+    ) -> StoreResult<Vec<CustomerView>> {
         if ids.is_empty() {
             return Ok(vec![]);
         }
-        let customers = customer::Entity::find().filter(customer::Column::Id.is_in(ids.iter().copied())).all(db).await?;
+        let customers =
+            customer::Entity::find().filter(customer::Column::Id.is_in(ids.iter().copied())).all(db).await?;
         let idents =
             identity::Entity::find().filter(identity::Column::CustomerId.is_in(ids.iter().copied())).all(db).await?;
         let mut views: Vec<CustomerView> = customers.iter().map(|c| view_of(c, &idents)).collect();
@@ -322,9 +327,13 @@ impl Store {
         if s_row.merged_into.is_some() {
             return Err(StoreError::Conflict("the survivor was merged again since: undo that merge first".into()));
         }
-        let moved = m.moved.clone().ok_or_else(|| StoreError::Conflict("this merge predates unmerge support".into()))?;
+        let moved =
+            m.moved.clone().ok_or_else(|| StoreError::Conflict("this merge predates unmerge support".into()))?;
         let list = |name: &str| -> Vec<Uuid> {
-            moved[name].as_array().map(|a| a.iter().filter_map(|v| serde_json::from_value(v.clone()).ok()).collect()).unwrap_or_default()
+            moved[name]
+                .as_array()
+                .map(|a| a.iter().filter_map(|v| serde_json::from_value(v.clone()).ok()).collect())
+                .unwrap_or_default()
         };
         let (s, a) = (m.survivor_id, m.absorbed_id);
         let at = now();
@@ -411,8 +420,11 @@ impl Store {
                     .filter(source_record::Column::Id.eq(r.id))
                     .exec(txn)
                     .await?;
-                let new_ids: Vec<Uuid> =
-                    held.iter().filter(|(c, _, first)| *c == s && *first > m.created_at).map(|(_, id, _)| *id).collect();
+                let new_ids: Vec<Uuid> = held
+                    .iter()
+                    .filter(|(c, _, first)| *c == s && *first > m.created_at)
+                    .map(|(_, id, _)| *id)
+                    .collect();
                 identity::Entity::update_many()
                     .col_expr(identity::Column::CustomerId, Expr::value(a))
                     .filter(identity::Column::Id.is_in(new_ids))
@@ -507,7 +519,12 @@ impl Store {
     }
 
     /// The golden record and identities two customers would have once merged.
-    pub async fn preview_merge(&self, extractor: &KeyExtractor, a: CustomerId, b: CustomerId) -> StoreResult<MergePreview> {
+    pub async fn preview_merge(
+        &self,
+        extractor: &KeyExtractor,
+        a: CustomerId,
+        b: CustomerId,
+    ) -> StoreResult<MergePreview> {
         let (la, _) = self.customer(a).await?.ok_or(StoreError::NotFound)?;
         let (lb, _) = self.customer(b).await?.ok_or(StoreError::NotFound)?;
         if la.id == lb.id {
@@ -534,7 +551,12 @@ impl Store {
     }
 
     /// How the rules treat two customers.
-    pub async fn explain_match(&self, extractor: &KeyExtractor, a: CustomerId, b: CustomerId) -> StoreResult<Explanation> {
+    pub async fn explain_match(
+        &self,
+        extractor: &KeyExtractor,
+        a: CustomerId,
+        b: CustomerId,
+    ) -> StoreResult<Explanation> {
         let (la, _) = self.customer(a).await?.ok_or(StoreError::NotFound)?;
         let (lb, _) = self.customer(b).await?.ok_or(StoreError::NotFound)?;
         let views = self.customer_views(self.conn(), &[la.id, lb.id]).await?;
@@ -562,13 +584,9 @@ impl Store {
     pub async fn merge_candidates(&self, status: &str, page: PageRequest) -> StoreResult<Page<merge_candidate::Model>> {
         let mut q = merge_candidate::Entity::find().filter(merge_candidate::Column::Status.eq(status));
         if let Some(Cursor { at, id }) = page.after {
-            q = q.filter(
-                Condition::any().add(merge_candidate::Column::CreatedAt.gt(at)).add(
-                    Condition::all()
-                        .add(merge_candidate::Column::CreatedAt.eq(at))
-                        .add(merge_candidate::Column::Id.gt(id)),
-                ),
-            );
+            q = q.filter(Condition::any().add(merge_candidate::Column::CreatedAt.gt(at)).add(
+                Condition::all().add(merge_candidate::Column::CreatedAt.eq(at)).add(merge_candidate::Column::Id.gt(id)),
+            ));
         }
         let mut items = q
             .order_by_asc(merge_candidate::Column::CreatedAt)
@@ -656,4 +674,3 @@ impl Store {
         Ok(out)
     }
 }
-

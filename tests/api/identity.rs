@@ -109,17 +109,25 @@ async fn household_phone_is_suggested_not_merged(app: TestApp) {
     assert!(resolved["merge"].is_null());
     assert!(candidates(&app).await.is_empty());
     let body = app
-        .gql("mutation($id: ID!) { resolveMergeCandidate(id: $id, decision: ACCEPT) { merge { id } } }", json!({"id": queue[0]["id"]}))
+        .gql(
+            "mutation($id: ID!) { resolveMergeCandidate(id: $id, decision: ACCEPT) { merge { id } } }",
+            json!({"id": queue[0]["id"]}),
+        )
         .await;
     assert_eq!(crate::helpers::error_code(&body).0, "CONFLICT");
-    let body = app.gql("mutation { resolveMergeCandidate(id: \"nope\", decision: ACCEPT) { merge { id } } }", json!({})).await;
+    let body =
+        app.gql("mutation { resolveMergeCandidate(id: \"nope\", decision: ACCEPT) { merge { id } } }", json!({})).await;
     assert_eq!(crate::helpers::error_code(&body), ("VALIDATION".into(), "id".into()));
 }
 
 async fn second_platform_id_blocks_merge_and_queues_review(app: TestApp) {
     let shop = |id: &str| json!({"kind": "EXTERNAL_ID", "namespace": "shopify", "value": id});
-    let first = app.upsert(json!({"identities": [shop("1001"), {"kind": "EMAIL", "value": "pat@acme.io"}], "fullName": "Pat Lee"})).await;
-    let second = app.upsert(json!({"identities": [shop("2002"), {"kind": "EMAIL", "value": "pat@acme.io"}], "fullName": "Pat Lee"})).await;
+    let first = app
+        .upsert(json!({"identities": [shop("1001"), {"kind": "EMAIL", "value": "pat@acme.io"}], "fullName": "Pat Lee"}))
+        .await;
+    let second = app
+        .upsert(json!({"identities": [shop("2002"), {"kind": "EMAIL", "value": "pat@acme.io"}], "fullName": "Pat Lee"}))
+        .await;
     assert_eq!(second["created"], true, "two Shopify ids are two customers until someone decides");
     let rejected = second["rejectedIdentifiers"].as_array().unwrap();
     assert_eq!(rejected.len(), 1);
@@ -128,7 +136,11 @@ async fn second_platform_id_blocks_merge_and_queues_review(app: TestApp) {
     let b = customer(&app, &b_id).await;
     assert_eq!(status_of(&b, "EMAIL"), vec!["SET_ASIDE"]);
     assert_eq!(status_of(&b, "EXTERNAL_ID"), vec!["ACTIVE"]);
-    assert!(b["identities"].as_array().unwrap().iter().any(|i| i["setAsideReason"].as_str().unwrap_or("").contains("conflict")));
+    assert!(b["identities"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|i| i["setAsideReason"].as_str().unwrap_or("").contains("conflict")));
 
     let queue = candidates(&app).await;
     assert_eq!(queue.len(), 1);
@@ -173,7 +185,8 @@ async fn automatic_merge_is_in_the_ledger_with_evidence(app: TestApp) {
     assert_eq!(history.len(), 1);
     assert_eq!(history[0]["rule"], "shared_identifier");
     assert_eq!(history[0]["actor"], "system");
-    let kinds: BTreeSet<&str> = history[0]["evidence"].as_array().unwrap().iter().map(|e| e["kind"].as_str().unwrap()).collect();
+    let kinds: BTreeSet<&str> =
+        history[0]["evidence"].as_array().unwrap().iter().map(|e| e["kind"].as_str().unwrap()).collect();
     assert_eq!(kinds, ["email", "phone"].into());
     // The absorbed id keeps resolving, and its history shows the same merge.
     let absorbed = customer(&app, b["customer"]["id"].as_str().unwrap()).await;
@@ -183,15 +196,19 @@ async fn automatic_merge_is_in_the_ledger_with_evidence(app: TestApp) {
 
 async fn manual_merge_preview_and_unmerge_restore_both_sides(app: TestApp) {
     let a = app
-        .upsert(json!({"identities": [{"kind": "EMAIL", "value": "ann@acme.io"}], "givenName": "Ann", "familyName": "Lee",
-                       "traits": {"plan": "gold"}, "tags": ["vip"], "occurredAt": "2025-01-01T00:00:00Z"}))
+        .upsert(
+            json!({"identities": [{"kind": "EMAIL", "value": "ann@acme.io"}], "givenName": "Ann", "familyName": "Lee",
+                       "traits": {"plan": "gold"}, "tags": ["vip"], "occurredAt": "2025-01-01T00:00:00Z"}),
+        )
         .await;
     let b = app
         .upsert(json!({"identities": [{"kind": "PHONE", "value": "+12068720999"}], "givenName": "Annie", "familyName": "Lee-Smith",
                        "traits": {"plan": "silver", "city": "Seattle"}, "occurredAt": "2025-02-01T00:00:00Z"}))
         .await;
-    let (a_id, b_id) = (a["customer"]["id"].as_str().unwrap().to_string(), b["customer"]["id"].as_str().unwrap().to_string());
-    app.gql_ok("mutation($id: ID!) { addEvent(customerId: $id, input: {type: \"call\"}) { id } }", json!({"id": b_id})).await;
+    let (a_id, b_id) =
+        (a["customer"]["id"].as_str().unwrap().to_string(), b["customer"]["id"].as_str().unwrap().to_string());
+    app.gql_ok("mutation($id: ID!) { addEvent(customerId: $id, input: {type: \"call\"}) { id } }", json!({"id": b_id}))
+        .await;
     let before_a = customer(&app, &a_id).await;
     let before_b = customer(&app, &b_id).await;
 
@@ -210,7 +227,10 @@ async fn manual_merge_preview_and_unmerge_restore_both_sides(app: TestApp) {
     assert_eq!(customer(&app, &a_id).await, before_a, "a preview changes nothing");
 
     let body = app
-        .gql("mutation($a: ID!, $b: ID!) { mergeCustomers(a: $a, b: $b, reason: \" \") { customer { id } } }", json!({"a": a_id, "b": b_id}))
+        .gql(
+            "mutation($a: ID!, $b: ID!) { mergeCustomers(a: $a, b: $b, reason: \" \") { customer { id } } }",
+            json!({"a": a_id, "b": b_id}),
+        )
         .await;
     assert_eq!(crate::helpers::error_code(&body), ("VALIDATION".into(), "reason".into()));
     let merged = app
@@ -242,7 +262,12 @@ async fn manual_merge_preview_and_unmerge_restore_both_sides(app: TestApp) {
     };
     assert_eq!(strip(customer(&app, &a_id).await), strip(before_a.clone()), "as if the merge never happened");
     assert_eq!(strip(customer(&app, &b_id).await), strip(before_b.clone()));
-    let body = app.gql("mutation($m: ID!) { unmergeCustomer(mergeId: $m) { survivor { id } } }", json!({"m": merged["merge"]["id"]})).await;
+    let body = app
+        .gql(
+            "mutation($m: ID!) { unmergeCustomer(mergeId: $m) { survivor { id } } }",
+            json!({"m": merged["merge"]["id"]}),
+        )
+        .await;
     assert_eq!(crate::helpers::error_code(&body).0, "CONFLICT");
 
     // A record carrying both sides' identifiers no longer merges them on its own.
@@ -347,7 +372,9 @@ async fn concurrent_overlapping_ingestion_gives_one_customer_per_person(app: Tes
     }
     let got = partition(&app.state.store.record_clusters().await.unwrap(), "cc");
     assert_eq!(got.len(), 7, "{got:?}");
-    let d = app.gql_ok("{ customers(first: 100) { totalCount edges { node { identities { kind status } } } } }", json!({})).await;
+    let d = app
+        .gql_ok("{ customers(first: 100) { totalCount edges { node { identities { kind status } } } } }", json!({}))
+        .await;
     assert_eq!(d["customers"]["totalCount"], 7);
     let active: usize = d["customers"]["edges"]
         .as_array()
