@@ -315,6 +315,19 @@ mod tests {
         let err = Config::load(Some(&path)).unwrap_err().to_string();
         assert!(err.contains("graphql.max_page_size"), "{err}");
 
+        std::fs::write(
+            &path,
+            "[[identity.rules]]\nkind = \"email\"\nmax_per_customer = 3\ntrust = \"merge\"\n\n[[identity.rules]]\nkind = \"email\"\nmax_per_customer = 1\ntrust = \"attach_only\"\n",
+        )
+        .unwrap();
+        let err = Config::load(Some(&path)).unwrap_err().to_string();
+        assert!(err.contains("identity.rules") && err.contains("twice"), "{err}");
+
+        std::fs::write(&path, "[identity.survivorship]\ndefault = \"source_priority\"\nsource_priority = [\"shopify\"]\n[identity.survivorship.fields]\nbirth_date = \"first_non_empty\"\n").unwrap();
+        let config = Config::load(Some(&path)).unwrap();
+        assert_eq!(config.identity.survivorship.source_priority, vec!["shopify".to_string()]);
+        assert_eq!(config.identity.rules.len(), 4, "rules keep their defaults");
+
         std::fs::write(&path, "[server]\nbnid = 1\n").unwrap();
         let err = Config::load(Some(&path)).unwrap_err().to_string();
         assert!(err.contains("bnid"), "{err}");

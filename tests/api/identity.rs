@@ -247,6 +247,12 @@ async fn manual_merge_preview_and_unmerge_restore_both_sides(app: TestApp) {
     assert_eq!(redirected["id"], a_id.as_str());
     assert_eq!(redirected["redirectedFrom"], b_id.as_str());
 
+    // A record arriving after the merge through the absorbed side's phone.
+    let later = app
+        .upsert(json!({"identities": [{"kind": "PHONE", "value": "+12068720999"}, {"kind": "EMAIL", "value": "annie@new.io"}], "givenName": "Annie"}))
+        .await;
+    assert_eq!(later["customer"]["id"], a_id.as_str());
+
     let undone = app
         .gql_ok(
             "mutation($m: ID!) { unmergeCustomer(mergeId: $m) { merge { undoneAt undoneBy } survivor { id } restored { id } } }",
@@ -261,7 +267,24 @@ async fn manual_merge_preview_and_unmerge_restore_both_sides(app: TestApp) {
         v
     };
     assert_eq!(strip(customer(&app, &a_id).await), strip(before_a.clone()), "as if the merge never happened");
-    assert_eq!(strip(customer(&app, &b_id).await), strip(before_b.clone()));
+    // B is as it was plus the later record, which would have gone to B without the merge.
+    let after_b = customer(&app, &b_id).await;
+    let mut expected_b = strip(before_b.clone());
+    let mut got_b = strip(after_b.clone());
+    let emails: Vec<&str> = after_b["identities"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|i| i["kind"] == "EMAIL")
+        .map(|i| i["value"].as_str().unwrap())
+        .collect();
+    assert_eq!(emails, vec!["annie@new.io"]);
+    for v in [&mut expected_b, &mut got_b] {
+        let o = v.as_object_mut().unwrap();
+        o.remove("identities");
+        o.remove("email");
+    }
+    assert_eq!(got_b, expected_b);
     let body = app
         .gql(
             "mutation($m: ID!) { unmergeCustomer(mergeId: $m) { survivor { id } } }",
