@@ -564,6 +564,7 @@ pub fn explain(rules: &Rules, a: &CustomerView, b: &CustomerView, blocked: &Bloc
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
+    use proptest::strategy::Strategy;
 
     fn k(kind: IdentityKind, ns: &str, v: &str) -> IdentityKey {
         IdentityKey { kind, namespace: ns.into(), value: v.into() }
@@ -663,5 +664,132 @@ mod tests {
         let p = plan(&Rules::default(), &[email("0@x"), email("new@x")], None, &customers, &Blocked::new(), None);
         assert_eq!(p.target, Target::Attach(a));
         assert!(matches!(&p.keys[1].1, KeyStatus::SetAside(r) if r.contains("5 emails")));
+    }
+
+    /// An in-memory store applying plans exactly as `store::customers::ingest_in` does.
+    #[derive(Default)]
+    struct Sim {
+        next: u128,
+        customers: BTreeMap<CustomerId, (Vec<HeldKey>, Vec<usize>)>,
+    }
+
+    impl Sim {
+        fn ingest(&mut self, idx: usize, keys: &[IdentityKey], names: &[PersonName]) {
+            let views: Vec<CustomerView> = self
+                .customers
+                .iter()
+                .filter(|(_, (ids, _))| ids.iter().any(|h| keys.contains(&h.key)))
+                .map(|(id, (ids, recs))| CustomerView {
+                    id: *id,
+                    // Golden name: the latest record's (records occur in index order).
+                    name: recs.iter().max().map(|r| names[*r].clone()),
+                    identities: ids.clone(),
+                })
+                .collect();
+            let p = plan(&Rules::default(), keys, Some(&names[idx]), &views, &Blocked::new(), None);
+            let target = match p.target {
+                Target::Create => {
+                    self.next += 1;
+                    let id = CustomerId(uuid::Uuid::from_u128(self.next));
+                    self.customers.insert(id, (vec![], vec![]));
+                    id
+                }
+                Target::Attach(id) => id,
+                Target::Merge { survivor, absorbed } => {
+                    for a in absorbed {
+                        let (ids, recs) = self.customers.remove(&a).unwrap();
+                        let s = self.customers.get_mut(&survivor).unwrap();
+                        for h in ids {
+                            match s.0.iter_mut().find(|x| x.key == h.key) {
+                                Some(x) => x.active |= h.active,
+                                None => s.0.push(h),
+                            }
+                        }
+                        s.1.extend(recs);
+                    }
+                    survivor
+                }
+            };
+            let c = self.customers.get_mut(&target).unwrap();
+            for (k, st) in p.keys {
+                let active = st == KeyStatus::Active;
+                match c.0.iter_mut().find(|x| x.key == k) {
+                    Some(x) => x.active |= active,
+                    None => c.0.push(HeldKey { key: k, active }),
+                }
+            }
+            c.1.push(idx);
+            // No key may be active on two customers.
+            let mut seen = BTreeSet::new();
+            for (ids, _) in self.customers.values() {
+                for h in ids.iter().filter(|h| h.active) {
+                    assert!(seen.insert(h.key.clone()), "a key is active twice");
+                }
+            }
+        }
+
+        fn partition(&self) -> BTreeSet<BTreeSet<usize>> {
+            self.customers.values().map(|(_, recs)| recs.iter().copied().collect()).collect()
+        }
+    }
+
+    /// Six people with an email, a phone and a platform id each (person 5 is a namesake of
+    /// person 0); each record carries a random non-empty subset; a household member shares
+    /// person 0's phone.
+    fn scenario() -> impl proptest::strategy::Strategy<Value = Vec<(Vec<IdentityKey>, PersonName)>> {
+        use proptest::prelude::*;
+        let person = |p: usize, mask: u8| {
+            let mut keys = vec![];
+            if mask & 1 != 0 {
+                keys.push(email(&format!("p{p}@x")));
+            }
+            if mask & 2 != 0 {
+                keys.push(phone(&format!("+1{p}")));
+            }
+            if mask & 4 != 0 {
+                keys.push(ext("shop", &format!("{p}")));
+            }
+            (keys, name(["Ann", "Bea", "Cy", "Dot", "Eve"][p % 5], "Doe"))
+        };
+        proptest::collection::vec((0usize..6, 1u8..8), 1..16).prop_map(move |recs| {
+            let mut out: Vec<(Vec<IdentityKey>, PersonName)> = recs.into_iter().map(|(p, m)| person(p, m)).collect();
+            out.push((vec![phone("+10")], name("Zed", "Doe")));
+            out.push((vec![phone("+10"), email("zed@x")], name("Zed", "Doe")));
+            out
+        })
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::test_runner::Config::with_cases(200))]
+        #[test]
+        fn the_partition_does_not_depend_on_arrival_order(
+            (records, order) in scenario().prop_flat_map(|r| {
+                let n = r.len();
+                (proptest::strategy::Just(r), proptest::strategy::Just((0..n).collect::<Vec<_>>()).prop_shuffle())
+            })
+        ) {
+            let names: Vec<PersonName> = records.iter().map(|(_, n)| n.clone()).collect();
+            let mut in_order = Sim::default();
+            for (i, (keys, _)) in records.iter().enumerate() {
+                in_order.ingest(i, keys, &names);
+            }
+            let mut shuffled = Sim::default();
+            for &i in &order {
+                shuffled.ingest(i, &records[i].0, &names);
+            }
+            proptest::prop_assert_eq!(in_order.partition(), shuffled.partition());
+            // The household member is never merged with person 0.
+            let zed = records.len() - 1;
+            let p0: Vec<usize> = (0..records.len()).filter(|i| records[*i].1.given() == Some("Ann")).collect();
+            let namesakes = shuffled.partition().iter().any(|c| {
+                c.iter().any(|r| records[*r].0.contains(&email("p0@x")) || records[*r].0.contains(&phone("+10")))
+                    && c.iter().any(|r| records[*r].0.iter().any(|k| k.value.contains('5')))
+            });
+            proptest::prop_assert!(!namesakes, "namesakes merged");
+            for p in p0 {
+                let same = shuffled.partition().iter().any(|c| c.contains(&p) && c.contains(&zed));
+                proptest::prop_assert!(!same, "household merged");
+            }
+        }
     }
 }
