@@ -23,12 +23,23 @@ use serde_json::{json, Value};
 const SECRET: &str = "whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD";
 
 async fn gql(client: &reqwest::Client, base: &str, key: &str, q: &str, v: Value) -> Value {
-    client.post(format!("{base}/graphql")).bearer_auth(key).json(&json!({"query": q, "variables": v})).send().await.unwrap().json().await.unwrap()
+    client
+        .post(format!("{base}/graphql"))
+        .bearer_auth(key)
+        .json(&json!({"query": q, "variables": v}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
 }
 
 fn report(name: &str, mut lat: Vec<Duration>, elapsed: Duration, errors: usize) {
     lat.sort();
-    let pct = |p: f64| lat.get(((lat.len() as f64 * p) as usize).min(lat.len().saturating_sub(1))).copied().unwrap_or_default();
+    let pct = |p: f64| {
+        lat.get(((lat.len() as f64 * p) as usize).min(lat.len().saturating_sub(1))).copied().unwrap_or_default()
+    };
     println!(
         "{name}: {} requests in {:.1} s = {:.0} req/s; p50 {:.2} ms, p99 {:.2} ms; {errors} errors",
         lat.len(),
@@ -54,9 +65,24 @@ async fn main() {
     if mode == "drain" {
         let start = Instant::now();
         let d = gql(&client, &base, &key, "{ connectors { id name inboxCounts { status count } } }", json!({})).await;
-        let id = d["data"]["connectors"].as_array().unwrap().iter().rev().find(|c| c["name"].as_str().unwrap_or("").starts_with("bench-")).unwrap()["id"].clone();
+        let id = d["data"]["connectors"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .rev()
+            .find(|c| c["name"].as_str().unwrap_or("").starts_with("bench-"))
+            .unwrap()["id"]
+            .clone();
         let q = "query($id: ID!) { connector(id: $id) { inboxCounts { status count } } }";
-        let count = |d: &Value, s: &str| d["data"]["connector"]["inboxCounts"].as_array().unwrap().iter().filter(|c| c["status"] == s).map(|c| c["count"].as_i64().unwrap()).sum::<i64>();
+        let count = |d: &Value, s: &str| {
+            d["data"]["connector"]["inboxCounts"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter(|c| c["status"] == s)
+                .map(|c| c["count"].as_i64().unwrap())
+                .sum::<i64>()
+        };
         let first = gql(&client, &base, &key, q, json!({"id": id})).await;
         let done0 = count(&first, "processed");
         loop {
@@ -83,7 +109,12 @@ async fn main() {
         }
         "list" | "get" => {
             let d = gql(&client, &base, &key, "{ customers(first: 100) { nodes { id } } }", json!({})).await;
-            let ids = d["data"]["customers"]["nodes"].as_array().unwrap().iter().map(|n| n["id"].as_str().unwrap().to_string()).collect();
+            let ids = d["data"]["customers"]["nodes"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|n| n["id"].as_str().unwrap().to_string())
+                .collect();
             (String::new(), ids)
         }
         other => panic!("unknown mode {other}"),
@@ -94,8 +125,16 @@ async fn main() {
     let start = Instant::now();
     let mut tasks = Vec::new();
     for _ in 0..conc {
-        let (client, base, key, url_for, ids, seq, secrets, mode) =
-            (client.clone(), base.clone(), key.clone(), url_for.clone(), ids.clone(), seq.clone(), secrets.clone(), mode.clone());
+        let (client, base, key, url_for, ids, seq, secrets, mode) = (
+            client.clone(),
+            base.clone(),
+            key.clone(),
+            url_for.clone(),
+            ids.clone(),
+            seq.clone(),
+            secrets.clone(),
+            mode.clone(),
+        );
         tasks.push(tokio::spawn(async move {
             let mut lat = Vec::new();
             let mut errors = 0;

@@ -105,6 +105,13 @@ pub struct IdentityConfig {
     pub junk_values: Vec<String>,
     /// Extra junk regular expressions.
     pub junk_patterns: Vec<String>,
+    /// Deterministic resolution rules per identifier kind, highest priority first: how
+    /// many a customer may hold (`max_per_customer`, per namespace for external and device
+    /// ids) and what a shared value may do on its own (`trust`: `merge`,
+    /// `merge_unless_names_differ`, `attach_only`, `suggest_only`).
+    pub rules: Vec<crate::identity::rules::KindRule>,
+    /// How the golden record picks each field.
+    pub survivorship: crate::identity::survivorship::SurvivorshipPolicy,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -183,6 +190,8 @@ impl Default for IdentityConfig {
             likely_regions: ["US", "CN", "GB", "DE", "FR", "ES"].map(String::from).to_vec(),
             junk_values: vec![],
             junk_patterns: vec![],
+            rules: crate::identity::rules::Rules::default().kinds,
+            survivorship: Default::default(),
         }
     }
 }
@@ -298,6 +307,13 @@ impl Config {
                 });
             }
         }
+        let rules = crate::identity::rules::Rules { kinds: self.identity.rules.clone() };
+        if let Err(e) = rules.validate() {
+            return Err(ConfigError::Invalid { key: "identity.rules", expected: e });
+        }
+        if let Err(e) = self.identity.survivorship.validate() {
+            return Err(ConfigError::Invalid { key: "identity.survivorship", expected: e });
+        }
         for p in &self.identity.junk_patterns {
             if regex::Regex::new(p).is_err() {
                 return Err(ConfigError::Invalid {
@@ -361,6 +377,19 @@ mod tests {
         std::fs::write(&path, "[graphql]\nmax_page_size = 0\n").unwrap();
         let err = Config::load(Some(&path)).unwrap_err().to_string();
         assert!(err.contains("graphql.max_page_size"), "{err}");
+
+        std::fs::write(
+            &path,
+            "[[identity.rules]]\nkind = \"email\"\nmax_per_customer = 3\ntrust = \"merge\"\n\n[[identity.rules]]\nkind = \"email\"\nmax_per_customer = 1\ntrust = \"attach_only\"\n",
+        )
+        .unwrap();
+        let err = Config::load(Some(&path)).unwrap_err().to_string();
+        assert!(err.contains("identity.rules") && err.contains("twice"), "{err}");
+
+        std::fs::write(&path, "[identity.survivorship]\ndefault = \"source_priority\"\nsource_priority = [\"shopify\"]\n[identity.survivorship.fields]\nbirth_date = \"first_non_empty\"\n").unwrap();
+        let config = Config::load(Some(&path)).unwrap();
+        assert_eq!(config.identity.survivorship.source_priority, vec!["shopify".to_string()]);
+        assert_eq!(config.identity.rules.len(), 4, "rules keep their defaults");
 
         std::fs::write(&path, "[server]\nbnid = 1\n").unwrap();
         let err = Config::load(Some(&path)).unwrap_err().to_string();

@@ -90,6 +90,12 @@ typed_id!(
     "key"
 );
 
+typed_id!(
+    /// A merge candidate in the review queue.
+    MergeCandidateId,
+    "mcd"
+);
+
 #[cfg(test)]
 mod tests {
     use super::*;

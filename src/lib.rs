@@ -6,6 +6,7 @@
 
 pub mod access;
 pub mod config;
+pub mod dedupe;
 pub mod graphql;
 pub mod http;
 pub mod identity;
@@ -77,7 +78,8 @@ impl AppState {
 pub fn key_extractor(config: &Config) -> anyhow::Result<KeyExtractor> {
     let junk = JunkFilter::new(&config.identity.junk_values, &config.identity.junk_patterns)
         .map_err(|e| anyhow::anyhow!("configuration key `identity.junk_patterns`: {e}"))?;
-    Ok(KeyExtractor::new(junk, config.identity.likely_regions.clone()))
+    Ok(KeyExtractor::new(junk, config.identity.likely_regions.clone())
+        .with_rules(identity::rules::Rules { kinds: config.identity.rules.clone() }))
 }
 
 /// Open the configured store (creating the data dir for SQLite) and optionally migrate.
@@ -89,7 +91,8 @@ pub async fn open_store(config: &Config, migrate: bool) -> anyhow::Result<Store>
     }
     let store = Store::connect(&url, config.database.max_connections)
         .await
-        .map_err(|e| anyhow::anyhow!("cannot open database: {}", telemetry::redact_url(&e.to_string())))?;
+        .map_err(|e| anyhow::anyhow!("cannot open database: {}", telemetry::redact_url(&e.to_string())))?
+        .with_survivorship(config.identity.survivorship.clone());
     if migrate {
         store.migrate().await.map_err(|e| anyhow::anyhow!("migration failed: {e:?}"))?;
     }

@@ -42,6 +42,11 @@ enum Command {
         #[arg(long, value_parser = ["jsonl", "csv"])]
         format: Option<String>,
     },
+    /// Identity resolution tools.
+    Dedupe {
+        #[command(subcommand)]
+        command: DedupeCommand,
+    },
     /// Export every customer with identities as JSON Lines.
     Export {
         /// Output file (default: standard output).
@@ -77,6 +82,36 @@ enum TokenAction {
 enum AuditAction {
     /// Walk the hash chain; exits non-zero if a row was changed or deleted.
     Verify,
+}
+
+#[derive(Subcommand)]
+enum DedupeCommand {
+    /// Load records into a scratch store and print pairwise precision, recall, F1 and time
+    /// (the definition of shared/data/pairwise.py).
+    Evaluate {
+        /// Flat records (JSON Lines, or CSV by extension).
+        #[arg(long)]
+        input: PathBuf,
+        /// `record_id,person_id` with a header row.
+        #[arg(long)]
+        truth: PathBuf,
+        /// Also write the clustering as `record_id,cluster_id`.
+        #[arg(long)]
+        predicted: Option<PathBuf>,
+        /// Scratch database URL (default: a fresh SQLite file in a temporary directory,
+        /// removed afterwards). Must be an empty database.
+        #[arg(long)]
+        database_url: Option<String>,
+    },
+    /// Resolve records one at a time (one transaction each, as webhooks do) against the
+    /// configured store and print p50/p99 latency.
+    Online {
+        /// Flat records (JSON Lines); the first `count` are sent.
+        #[arg(long)]
+        input: PathBuf,
+        #[arg(long, default_value_t = 2000)]
+        count: usize,
+    },
 }
 
 fn main() -> anyhow::Result<()> {
@@ -181,6 +216,27 @@ fn main() -> anyhow::Result<()> {
                         std::process::exit(1);
                     }
                 }
+            }
+            Command::Dedupe { command: DedupeCommand::Evaluate { input, truth, predicted, database_url } } => {
+                let scratch = std::env::temp_dir().join(format!("junction-dedupe-{}", uuid::Uuid::new_v4().simple()));
+                std::fs::create_dir_all(&scratch).context("cannot create a scratch directory")?;
+                config.data_dir = scratch.clone();
+                config.database.url = Some(
+                    database_url
+                        .unwrap_or_else(|| format!("sqlite://{}?mode=rwc", scratch.join("scratch.db").display())),
+                );
+                let result = junction::dedupe::evaluate(&config, &input, &truth, predicted.as_deref()).await;
+                let _ = std::fs::remove_dir_all(&scratch);
+                let ev = result?;
+                println!("{}", ev.import);
+                println!("{}", ev.score);
+                println!("time={:.2}s", ev.seconds);
+                Ok(())
+            }
+            Command::Dedupe { command: DedupeCommand::Online { input, count } } => {
+                let l = junction::dedupe::online_latency(&config, &input, count).await?;
+                println!("records={} p50={:.3}ms p99={:.3}ms max={:.3}ms", l.records, l.p50_ms, l.p99_ms, l.max_ms);
+                Ok(())
             }
             Command::Export { output } => {
                 let store = junction::open_store(&config, true).await?;

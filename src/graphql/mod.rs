@@ -5,6 +5,7 @@ pub mod access;
 pub mod admin;
 pub mod error;
 pub mod loaders;
+pub mod merges;
 pub mod mutation;
 pub mod query;
 pub mod subscription;
@@ -17,11 +18,11 @@ use error::ApiError;
 
 /// The query root: the customer API and the admin API.
 #[derive(async_graphql::MergedObject, Default)]
-pub struct QueryRoot(query::Query, admin::AdminQuery, access::AccessQuery);
+pub struct QueryRoot(query::Query, admin::AdminQuery, access::AccessQuery, merges::MergeQuery);
 
 /// The mutation root.
 #[derive(async_graphql::MergedObject, Default)]
-pub struct MutationRoot(mutation::Mutation, admin::AdminMutation, access::AccessMutation);
+pub struct MutationRoot(mutation::Mutation, admin::AdminMutation, access::AccessMutation, merges::MergeMutation);
 
 pub type JunctionSchema = Schema<QueryRoot, MutationRoot, subscription::Subscription>;
 

@@ -314,6 +314,11 @@ impl Customer {
         let rows = self.batch.identities(self.model.id).await.map_err(ApiError::from)?;
         Ok(rows.into_iter().map(Identity).collect())
     }
+    /// Merges this customer took part in (as survivor or absorbed), newest first.
+    async fn merge_history(&self, ctx: &Context<'_>) -> ApiResult<Vec<super::merges::Merge>> {
+        let rows = super::state(ctx).store.merge_history(CustomerId(self.model.id)).await.map_err(ApiError::from)?;
+        Ok(rows.into_iter().map(super::merges::Merge).collect())
+    }
     /// Orders, newest first.
     async fn orders(&self) -> ApiResult<Vec<Order>> {
         let rows = self.batch.orders(self.model.id).await.map_err(ApiError::from)?;

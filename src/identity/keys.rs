@@ -5,6 +5,7 @@ use serde::{Deserialize, Serialize};
 
 use super::normalize::{Email, JunkFilter, Phone, RegionHints};
 use super::observation::Observation;
+use super::rules::Rules;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -90,11 +91,24 @@ pub struct Extracted {
 pub struct KeyExtractor {
     junk: JunkFilter,
     likely_regions: Vec<String>,
+    rules: Rules,
 }
 
 impl KeyExtractor {
+    /// An extractor with the default resolution rules and survivorship policy.
     pub fn new(junk: JunkFilter, likely_regions: Vec<String>) -> Self {
-        Self { junk, likely_regions }
+        Self { junk, likely_regions, rules: Rules::default() }
+    }
+
+    /// Use these resolution rules (from `identity.rules` config).
+    pub fn with_rules(mut self, rules: Rules) -> Self {
+        self.rules = rules;
+        self
+    }
+
+    /// The deterministic resolution rules in force.
+    pub fn rules(&self) -> &Rules {
+        &self.rules
     }
 
     /// Normalise one email the way ingestion does (for lookups by value).

@@ -11,12 +11,13 @@ use sea_orm::{
 use serde_json::Value;
 use uuid::Uuid;
 
-use super::entities::{customer, customer_tag, event, identity, merge, order, source_record};
+use super::entities::{customer, customer_tag, event, identity, order, source_record};
 use super::{ph, Cursor, Page, PageRequest, Store, StoreError, StoreResult};
 use crate::identity::keys::{Extracted, ParsedIdentity};
-use crate::identity::{
-    decide, golden_record, Decision, IdentityKey, IdentityKind, KeyExtractor, Observation, RejectedIdentifier,
-};
+use crate::identity::normalize::PersonName;
+use crate::identity::rules::{self, KeyStatus, Target};
+use crate::identity::survivorship::golden_record_with;
+use crate::identity::{IdentityKey, IdentityKind, KeyExtractor, Observation, RejectedIdentifier};
 use crate::ids::CustomerId;
 
 /// What ingesting one observation did.
@@ -193,7 +194,7 @@ impl Store {
     }
 
     /// Lock customer rows (PostgreSQL) and follow `merged_into` to the live survivor.
-    async fn live_customer(&self, txn: &DatabaseTransaction, id: Uuid) -> StoreResult<customer::Model> {
+    pub(crate) async fn live_customer(&self, txn: &DatabaseTransaction, id: Uuid) -> StoreResult<customer::Model> {
         let mut current = id;
         for _ in 0..32 {
             let mut q = customer::Entity::find_by_id(current);
@@ -228,26 +229,37 @@ impl Store {
             held = self.holders(txn, &extracted.keys).await?;
         }
 
-        let mut pairs: Vec<(IdentityKey, CustomerId)> = Vec::with_capacity(held.len() + 1);
+        // Lock and follow merges so a concurrent merge cannot leave us on an absorbed row.
+        let mut live_ids: Vec<Uuid> = Vec::new();
         for h in &held {
-            // Lock and follow merges so a concurrent merge cannot leave us on an absorbed row.
             let live = self.live_customer(txn, h.customer_id).await?;
-            let kind = IdentityKind::parse(&h.kind).unwrap_or(IdentityKind::ExternalId);
-            pairs.push((
-                IdentityKey { kind, namespace: h.namespace.clone(), value: h.value.clone() },
-                CustomerId(live.id),
-            ));
+            if !live_ids.contains(&live.id) {
+                live_ids.push(live.id);
+            }
         }
-        if let Some(t) = target {
-            let live = self.live_customer(txn, t.0).await?;
-            pairs.push((
-                IdentityKey { kind: IdentityKind::Device, namespace: "__target".into(), value: String::new() },
-                CustomerId(live.id),
-            ));
-        }
+        let target_live = match target {
+            Some(t) => {
+                let live = self.live_customer(txn, t.0).await?;
+                if !live_ids.contains(&live.id) {
+                    live_ids.push(live.id);
+                }
+                Some(CustomerId(live.id))
+            }
+            None => None,
+        };
+        let views = self.customer_views(txn, &live_ids).await?;
+        let blocked = self.blocked_pairs(txn, &live_ids).await?;
+        let record_name = PersonName::parse(
+            obs.profile.given_name.as_deref(),
+            obs.profile.family_name.as_deref(),
+            obs.profile.full_name.as_deref(),
+        )
+        .ok();
+        let record_keys: Vec<IdentityKey> = extracted.keys.iter().map(|k| k.key.clone()).collect();
+        let plan = rules::plan(extractor.rules(), &record_keys, record_name.as_ref(), &views, &blocked, target_live);
 
-        let (customer_id, created, merged) = match decide(&pairs) {
-            Decision::Create => {
+        let (customer_id, created, merged) = match &plan.target {
+            Target::Create => {
                 let id = CustomerId::new();
                 customer::Entity::insert(customer::ActiveModel {
                     id: Set(id.0),
@@ -268,31 +280,34 @@ impl Store {
                 .await?;
                 (id, true, vec![])
             }
-            Decision::Attach(id) => (id, false, vec![]),
-            Decision::Merge { survivor, absorbed } => {
-                let evidence: Vec<Value> = pairs
-                    .iter()
-                    .filter(|(k, _)| k.namespace != "__target")
-                    .map(|(k, c)| serde_json::json!({"kind": k.kind.as_str(), "namespace": k.namespace, "customer": c.to_string()}))
-                    .collect();
-                for a in &absorbed {
-                    self.absorb(
-                        txn,
-                        survivor,
-                        *a,
-                        "shared_identifier",
-                        Value::Array(evidence.clone()),
-                        "system",
-                        None,
-                        at,
-                    )
-                    .await?;
+            Target::Attach(id) => (*id, false, vec![]),
+            Target::Merge { survivor, absorbed } => {
+                let evidence = serde_json::to_value(&plan.evidence).unwrap_or(Value::Null);
+                for a in absorbed {
+                    self.absorb(txn, *survivor, *a, "shared_identifier", evidence.clone(), "system", None, at).await?;
                 }
-                (survivor, false, absorbed)
+                (*survivor, false, absorbed.clone())
             }
         };
 
-        self.upsert_identities(txn, customer_id, &extracted.keys, obs, at).await?;
+        let mut rejected = extracted.rejected;
+        let statuses: Vec<(&ParsedIdentity, &KeyStatus)> = extracted
+            .keys
+            .iter()
+            .filter_map(|k| plan.keys.iter().find(|(pk, _)| pk == &k.key).map(|(_, s)| (k, s)))
+            .collect();
+        for (k, s) in &statuses {
+            if let KeyStatus::SetAside(reason) = s {
+                rejected.push(RejectedIdentifier { kind: k.key.kind, raw: k.raw.clone(), reason: reason.clone() });
+            }
+        }
+        self.upsert_identities(txn, customer_id, &statuses, obs, at).await?;
+        for s in &plan.suggestions {
+            if s.other != customer_id {
+                let evidence = serde_json::to_value(&s.evidence).unwrap_or(Value::Null);
+                self.suggest_pair(txn, customer_id, s.other, &s.rule, evidence, at).await?;
+            }
+        }
         let source_id = Uuid::now_v7();
         source_record::Entity::insert(source_record::ActiveModel {
             id: Set(source_id),
@@ -309,107 +324,71 @@ impl Store {
         .exec_without_returning(txn)
         .await?;
         self.recompute(txn, customer_id, at).await?;
-        Ok(IngestOutcome { customer_id, created, merged, rejected: extracted.rejected })
+        Ok(IngestOutcome { customer_id, created, merged, rejected })
     }
 
+    /// Store the record's keys on `customer_id`: active ones claim the key (the partial
+    /// unique index refuses a second active holder, which a retry then resolves), set-aside
+    /// ones are kept on this customer with their reason.
     async fn upsert_identities(
         &self,
         txn: &DatabaseTransaction,
         customer_id: CustomerId,
-        keys: &[ParsedIdentity],
+        keys: &[(&ParsedIdentity, &KeyStatus)],
         obs: &Observation,
         at: DateTime<Utc>,
     ) -> StoreResult<()> {
-        if keys.is_empty() {
-            return Ok(());
+        let model = |k: &ParsedIdentity, status: &KeyStatus| identity::ActiveModel {
+            id: Set(Uuid::now_v7()),
+            customer_id: Set(customer_id.0),
+            kind: Set(k.key.kind.as_str().to_string()),
+            namespace: Set(k.key.namespace.clone()),
+            value: Set(k.key.value.clone()),
+            raw: Set(Some(k.raw.clone())),
+            source_connector: Set(Some(obs.source.namespace.clone())),
+            status: Set(match status {
+                KeyStatus::Active => "active".into(),
+                KeyStatus::SetAside(_) => "set_aside".into(),
+            }),
+            set_aside_reason: Set(match status {
+                KeyStatus::Active => None,
+                KeyStatus::SetAside(r) => Some(r.clone()),
+            }),
+            first_seen: Set(at),
+            last_seen: Set(at),
+        };
+        let conflict_cols = [
+            identity::Column::CustomerId,
+            identity::Column::Kind,
+            identity::Column::Namespace,
+            identity::Column::Value,
+        ];
+        let active: Vec<identity::ActiveModel> =
+            keys.iter().filter(|(_, s)| matches!(s, KeyStatus::Active)).map(|(k, s)| model(k, s)).collect();
+        let aside: Vec<identity::ActiveModel> =
+            keys.iter().filter(|(_, s)| !matches!(s, KeyStatus::Active)).map(|(k, s)| model(k, s)).collect();
+        if !active.is_empty() {
+            identity::Entity::insert_many(active)
+                .on_conflict(
+                    OnConflict::columns(conflict_cols)
+                        .update_columns([
+                            identity::Column::LastSeen,
+                            identity::Column::Raw,
+                            identity::Column::Status,
+                            identity::Column::SetAsideReason,
+                        ])
+                        .to_owned(),
+                )
+                .exec_without_returning(txn)
+                .await?;
         }
-        let models: Vec<identity::ActiveModel> = keys
-            .iter()
-            .map(|k| identity::ActiveModel {
-                id: Set(Uuid::now_v7()),
-                customer_id: Set(customer_id.0),
-                kind: Set(k.key.kind.as_str().to_string()),
-                namespace: Set(k.key.namespace.clone()),
-                value: Set(k.key.value.clone()),
-                raw: Set(Some(k.raw.clone())),
-                source_connector: Set(Some(obs.source.namespace.clone())),
-                status: Set("active".into()),
-                set_aside_reason: Set(None),
-                first_seen: Set(at),
-                last_seen: Set(at),
-            })
-            .collect();
-        identity::Entity::insert_many(models)
-            .on_conflict(
-                OnConflict::columns([identity::Column::Kind, identity::Column::Namespace, identity::Column::Value])
-                    .update_columns([identity::Column::LastSeen, identity::Column::Raw])
-                    .to_owned(),
-            )
-            .exec_without_returning(txn)
-            .await?;
+        if !aside.is_empty() {
+            identity::Entity::insert_many(aside)
+                .on_conflict(OnConflict::columns(conflict_cols).update_columns([identity::Column::LastSeen]).to_owned())
+                .exec_without_returning(txn)
+                .await?;
+        }
         Ok(())
-    }
-
-    /// Move everything of `absorbed` onto `survivor` and record the merge.
-    #[allow(clippy::too_many_arguments)]
-    pub(crate) async fn absorb(
-        &self,
-        txn: &DatabaseTransaction,
-        survivor: CustomerId,
-        absorbed: CustomerId,
-        rule: &str,
-        evidence: Value,
-        actor: &str,
-        reason: Option<String>,
-        at: DateTime<Utc>,
-    ) -> StoreResult<Uuid> {
-        let (s, a) = (survivor.0, absorbed.0);
-        identity::Entity::update_many()
-            .col_expr(identity::Column::CustomerId, Expr::value(s))
-            .filter(identity::Column::CustomerId.eq(a))
-            .exec(txn)
-            .await?;
-        event::Entity::update_many()
-            .col_expr(event::Column::CustomerId, Expr::value(s))
-            .filter(event::Column::CustomerId.eq(a))
-            .exec(txn)
-            .await?;
-        order::Entity::update_many()
-            .col_expr(order::Column::CustomerId, Expr::value(s))
-            .filter(order::Column::CustomerId.eq(a))
-            .exec(txn)
-            .await?;
-        source_record::Entity::update_many()
-            .col_expr(source_record::Column::CustomerId, Expr::value(s))
-            .filter(source_record::Column::CustomerId.eq(a))
-            .exec(txn)
-            .await?;
-        self.merge_consents(txn, survivor, absorbed).await?;
-        let tags = customer_tag::Entity::find().filter(customer_tag::Column::CustomerId.eq(a)).all(txn).await?;
-        customer_tag::Entity::delete_many().filter(customer_tag::Column::CustomerId.eq(a)).exec(txn).await?;
-        self.add_tags(txn, survivor, tags.iter().map(|t| t.tag.as_str()), at).await?;
-        customer::Entity::update_many()
-            .col_expr(customer::Column::MergedInto, Expr::value(s))
-            .filter(Condition::any().add(customer::Column::Id.eq(a)).add(customer::Column::MergedInto.eq(a)))
-            .exec(txn)
-            .await?;
-        let merge_id = Uuid::now_v7();
-        merge::Entity::insert(merge::ActiveModel {
-            id: Set(merge_id),
-            survivor_id: Set(s),
-            absorbed_id: Set(a),
-            rule: Set(rule.to_string()),
-            evidence: Set(evidence),
-            actor: Set(actor.to_string()),
-            reason: Set(reason),
-            created_at: Set(at),
-            undone_at: Set(None),
-            undone_by: Set(None),
-        })
-        .exec_without_returning(txn)
-        .await?;
-        metrics::counter!("junction_merges_total", "rule" => rule.to_string()).increment(1);
-        Ok(merge_id)
     }
 
     pub(crate) async fn add_tags<'a>(
@@ -456,7 +435,7 @@ impl Store {
             .await?;
         let observations: Vec<Observation> =
             records.into_iter().filter_map(|r| serde_json::from_value(r.payload).ok()).collect();
-        let golden = golden_record(&observations);
+        let golden = golden_record_with(&self.survivorship, &observations);
         let idents = identity::Entity::find()
             .filter(identity::Column::CustomerId.eq(customer_id.0))
             .filter(identity::Column::Status.eq("active"))

@@ -12,6 +12,7 @@ pub mod connectors;
 pub mod customers;
 pub mod entities;
 pub mod inbox;
+pub mod merges;
 pub mod pagination;
 pub mod privacy;
 pub mod records;
@@ -31,6 +32,7 @@ pub use audit::{AuditBreak, AuditEntry};
 pub use connectors::{ConnectorChange, NewConnector, SecretsChange};
 pub use customers::*;
 pub use inbox::{status as inbox_status, NewInboxEvent};
+pub use merges::{MergePreview, UnmergeOutcome};
 pub use pagination::{Cursor, Page, PageRequest};
 
 /// Errors of the store layer. Driver text stays here; the edges map these to opaque codes.
@@ -72,6 +74,7 @@ pub struct Store {
     db: DatabaseConnection,
     writer: Option<Arc<Mutex<()>>>,
     queries: Arc<AtomicU64>,
+    survivorship: Arc<crate::identity::survivorship::SurvivorshipPolicy>,
 }
 
 /// A write transaction; on SQLite it also holds the writer lock until dropped.
@@ -113,7 +116,13 @@ impl Store {
             metrics::histogram!("junction_db_query_seconds").record(info.elapsed.as_secs_f64());
         });
         let writer = matches!(db.get_database_backend(), DatabaseBackend::Sqlite).then(|| Arc::new(Mutex::new(())));
-        Ok(Self { db, writer, queries })
+        Ok(Self { db, writer, queries, survivorship: Arc::default() })
+    }
+
+    /// Use this survivorship policy for golden records.
+    pub fn with_survivorship(mut self, policy: crate::identity::survivorship::SurvivorshipPolicy) -> Self {
+        self.survivorship = Arc::new(policy);
+        self
     }
 
     pub fn backend(&self) -> DatabaseBackend {

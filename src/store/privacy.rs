@@ -233,6 +233,7 @@ impl Store {
         merge::Entity::update_many()
             .col_expr(merge::Column::Evidence, Expr::value(json!([])))
             .col_expr(merge::Column::Reason, Expr::value(Option::<String>::None))
+            .col_expr(merge::Column::Moved, Expr::value(Option::<Value>::None))
             .filter(
                 merge::Column::SurvivorId.is_in(cluster.clone()).or(merge::Column::AbsorbedId.is_in(cluster.clone())),
             )
@@ -270,8 +271,17 @@ impl Store {
         Ok(receipt)
     }
 
-    /// Review candidates mentioning these customers (none until the review queue exists).
-    async fn delete_review_candidates(&self, _tx: &super::WriteTx, _ids: &[Uuid]) -> StoreResult<()> {
+    /// Review candidates mentioning these customers (their evidence holds personal data).
+    async fn delete_review_candidates(&self, tx: &super::WriteTx, ids: &[Uuid]) -> StoreResult<()> {
+        use super::entities::merge_candidate;
+        merge_candidate::Entity::delete_many()
+            .filter(
+                merge_candidate::Column::CustomerA
+                    .is_in(ids.iter().copied())
+                    .or(merge_candidate::Column::CustomerB.is_in(ids.iter().copied())),
+            )
+            .exec(&tx.txn)
+            .await?;
         Ok(())
     }
 }

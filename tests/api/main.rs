@@ -8,5 +8,6 @@ mod cli;
 mod crash;
 mod customers;
 mod health;
+mod identity;
 mod schema;
 mod webhooks;

@@ -14,6 +14,8 @@ pub struct Model {
     pub created_at: DateTimeUtc,
     pub undone_at: Option<DateTimeUtc>,
     pub undone_by: Option<String>,
+    /// What the merge moved (source records, identities, events, orders), for unmerge.
+    pub moved: Option<Json>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -11,5 +11,6 @@ pub mod event;
 pub mod identity;
 pub mod inbox;
 pub mod merge;
+pub mod merge_candidate;
 pub mod order;
 pub mod source_record;

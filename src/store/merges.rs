@@ -1,0 +1,677 @@
+//! The merge ledger and the review queue: absorbing one customer into another (recording
+//! what moved), manual merges, previews, unmerges, merge candidates and match explanations.
+
+use std::collections::HashSet;
+
+use chrono::{DateTime, Utc};
+use sea_orm::sea_query::{Expr, OnConflict};
+use sea_orm::{
+    ActiveValue::Set, ColumnTrait, Condition, ConnectionTrait, DatabaseTransaction, EntityTrait, QueryFilter,
+    QueryOrder, QuerySelect,
+};
+use serde_json::{json, Value};
+use uuid::Uuid;
+
+use super::customers::now;
+use super::entities::{customer, customer_tag, event, identity, merge, merge_candidate, order, source_record};
+use super::{Cursor, Page, PageRequest, Store, StoreError, StoreResult};
+use crate::identity::normalize::PersonName;
+use crate::identity::rules::{self, blocked_pair, Blocked, CustomerView, Explanation, HeldKey};
+use crate::identity::survivorship::{golden_record_with, GoldenRecord};
+use crate::identity::{IdentityKey, IdentityKind, KeyExtractor, Observation};
+use crate::ids::CustomerId;
+
+/// What a merge of two customers would give, without making it.
+#[derive(Debug, Clone)]
+pub struct MergePreview {
+    pub survivor: CustomerId,
+    pub absorbed: CustomerId,
+    pub golden: GoldenRecord,
+    pub identities: Vec<identity::Model>,
+    pub explanation: Explanation,
+}
+
+/// What an unmerge restored.
+#[derive(Debug, Clone)]
+pub struct UnmergeOutcome {
+    pub survivor: CustomerId,
+    pub restored: CustomerId,
+}
+
+fn view_of(c: &customer::Model, idents: &[identity::Model]) -> CustomerView {
+    CustomerView {
+        id: CustomerId(c.id),
+        name: PersonName::parse(c.given_name.as_deref(), c.family_name.as_deref(), c.full_name.as_deref()).ok(),
+        identities: idents
+            .iter()
+            .filter(|i| i.customer_id == c.id)
+            .filter_map(|i| {
+                Some(HeldKey {
+                    key: IdentityKey {
+                        kind: IdentityKind::parse(&i.kind)?,
+                        namespace: i.namespace.clone(),
+                        value: i.value.clone(),
+                    },
+                    active: i.status == "active",
+                })
+            })
+            .collect(),
+    }
+}
+
+fn ordered(a: Uuid, b: Uuid) -> (Uuid, Uuid) {
+    if a <= b {
+        (a, b)
+    } else {
+        (b, a)
+    }
+}
+
+fn corrupt(e: impl std::fmt::Display) -> StoreError {
+    StoreError::Corrupt(e.to_string())
+}
+
+impl Store {
+    /// The rules' view of some live customers: golden name and every identity.
+    pub(crate) async fn customer_views<C: ConnectionTrait>(
+        &self,
+        db: &C,
+        ids: &[Uuid],
+    ) -> StoreResult<Vec<CustomerView>> {
+        if ids.is_empty() {
+            return Ok(vec![]);
+        }
+        let customers =
+            customer::Entity::find().filter(customer::Column::Id.is_in(ids.iter().copied())).all(db).await?;
+        let idents =
+            identity::Entity::find().filter(identity::Column::CustomerId.is_in(ids.iter().copied())).all(db).await?;
+        let mut views: Vec<CustomerView> = customers.iter().map(|c| view_of(c, &idents)).collect();
+        views.sort_by_key(|v| v.id);
+        Ok(views)
+    }
+
+    /// Pairs among `ids` that must not merge automatically: rejected candidates and
+    /// undone merges (an unmerge records a rejected candidate).
+    pub(crate) async fn blocked_pairs<C: ConnectionTrait>(&self, db: &C, ids: &[Uuid]) -> StoreResult<Blocked> {
+        if ids.len() < 2 {
+            return Ok(Blocked::new());
+        }
+        let rows = merge_candidate::Entity::find()
+            .filter(merge_candidate::Column::Status.eq("rejected"))
+            .filter(merge_candidate::Column::CustomerA.is_in(ids.iter().copied()))
+            .filter(merge_candidate::Column::CustomerB.is_in(ids.iter().copied()))
+            .all(db)
+            .await?;
+        Ok(rows.iter().map(|r| blocked_pair(CustomerId(r.customer_a), CustomerId(r.customer_b))).collect())
+    }
+
+    /// Queue a pair for review (once per pair; a decided pair stays decided).
+    pub(crate) async fn suggest_pair(
+        &self,
+        txn: &DatabaseTransaction,
+        a: CustomerId,
+        b: CustomerId,
+        rule: &str,
+        evidence: Value,
+        at: DateTime<Utc>,
+    ) -> StoreResult<()> {
+        let (x, y) = ordered(a.0, b.0);
+        merge_candidate::Entity::insert(merge_candidate::ActiveModel {
+            id: Set(Uuid::now_v7()),
+            customer_a: Set(x),
+            customer_b: Set(y),
+            rule: Set(rule.to_string()),
+            evidence: Set(evidence),
+            status: Set("pending".into()),
+            created_at: Set(at),
+            decided_at: Set(None),
+            decided_by: Set(None),
+        })
+        .on_conflict(
+            OnConflict::columns([merge_candidate::Column::CustomerA, merge_candidate::Column::CustomerB])
+                .do_nothing()
+                .to_owned(),
+        )
+        .do_nothing()
+        .exec_without_returning(txn)
+        .await?;
+        Ok(())
+    }
+
+    /// Move everything of `absorbed` onto `survivor` and record the merge, with the list
+    /// of what moved so that an unmerge can put it back.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) async fn absorb(
+        &self,
+        txn: &DatabaseTransaction,
+        survivor: CustomerId,
+        absorbed: CustomerId,
+        rule: &str,
+        evidence: Value,
+        actor: &str,
+        reason: Option<String>,
+        at: DateTime<Utc>,
+    ) -> StoreResult<Uuid> {
+        let (s, a) = (survivor.0, absorbed.0);
+        self.merge_consents(txn, survivor, absorbed).await?;
+        // Keys both hold: keep one row, the active one if either is active.
+        let idents = identity::Entity::find()
+            .filter(identity::Column::CustomerId.is_in([s, a]))
+            .order_by_asc(identity::Column::Id)
+            .all(txn)
+            .await?;
+        let key = |i: &identity::Model| (i.kind.clone(), i.namespace.clone(), i.value.clone());
+        let mut dropped: Vec<Value> = Vec::new();
+        let mut drop_ids: Vec<Uuid> = Vec::new();
+        for ai in idents.iter().filter(|i| i.customer_id == a) {
+            if let Some(si) = idents.iter().find(|i| i.customer_id == s && key(i) == key(ai)) {
+                let loser = if ai.status == "active" && si.status != "active" { si } else { ai };
+                drop_ids.push(loser.id);
+                dropped.push(json!({
+                    "id": loser.id, "customer_id": loser.customer_id, "kind": loser.kind, "namespace": loser.namespace,
+                    "value": loser.value, "raw": loser.raw, "source_connector": loser.source_connector,
+                    "status": loser.status, "set_aside_reason": loser.set_aside_reason,
+                    "first_seen": loser.first_seen, "last_seen": loser.last_seen,
+                }));
+            }
+        }
+        if !drop_ids.is_empty() {
+            identity::Entity::delete_many().filter(identity::Column::Id.is_in(drop_ids.clone())).exec(txn).await?;
+        }
+        let moved_idents: Vec<Uuid> =
+            idents.iter().filter(|i| i.customer_id == a && !drop_ids.contains(&i.id)).map(|i| i.id).collect();
+        let ids_of = |rows: Vec<Uuid>| rows;
+        let records: Vec<Uuid> = ids_of(
+            source_record::Entity::find()
+                .select_only()
+                .column(source_record::Column::Id)
+                .filter(source_record::Column::CustomerId.eq(a))
+                .into_tuple()
+                .all(txn)
+                .await?,
+        );
+        let events: Vec<Uuid> = event::Entity::find()
+            .select_only()
+            .column(event::Column::Id)
+            .filter(event::Column::CustomerId.eq(a))
+            .into_tuple()
+            .all(txn)
+            .await?;
+        let orders: Vec<Uuid> = order::Entity::find()
+            .select_only()
+            .column(order::Column::Id)
+            .filter(order::Column::CustomerId.eq(a))
+            .into_tuple()
+            .all(txn)
+            .await?;
+        let redirected: Vec<Uuid> = customer::Entity::find()
+            .select_only()
+            .column(customer::Column::Id)
+            .filter(customer::Column::MergedInto.eq(a))
+            .into_tuple()
+            .all(txn)
+            .await?;
+        identity::Entity::update_many()
+            .col_expr(identity::Column::CustomerId, Expr::value(s))
+            .filter(identity::Column::CustomerId.eq(a))
+            .exec(txn)
+            .await?;
+        event::Entity::update_many()
+            .col_expr(event::Column::CustomerId, Expr::value(s))
+            .filter(event::Column::CustomerId.eq(a))
+            .exec(txn)
+            .await?;
+        order::Entity::update_many()
+            .col_expr(order::Column::CustomerId, Expr::value(s))
+            .filter(order::Column::CustomerId.eq(a))
+            .exec(txn)
+            .await?;
+        source_record::Entity::update_many()
+            .col_expr(source_record::Column::CustomerId, Expr::value(s))
+            .filter(source_record::Column::CustomerId.eq(a))
+            .exec(txn)
+            .await?;
+        let tags = customer_tag::Entity::find().filter(customer_tag::Column::CustomerId.eq(a)).all(txn).await?;
+        customer_tag::Entity::delete_many().filter(customer_tag::Column::CustomerId.eq(a)).exec(txn).await?;
+        self.add_tags(txn, survivor, tags.iter().map(|t| t.tag.as_str()), at).await?;
+        customer::Entity::update_many()
+            .col_expr(customer::Column::MergedInto, Expr::value(s))
+            .filter(Condition::any().add(customer::Column::Id.eq(a)).add(customer::Column::MergedInto.eq(a)))
+            .exec(txn)
+            .await?;
+        // Pending suggestions between the two are settled by the merge.
+        let (x, y) = ordered(s, a);
+        merge_candidate::Entity::update_many()
+            .col_expr(merge_candidate::Column::Status, Expr::value("accepted"))
+            .col_expr(merge_candidate::Column::DecidedAt, Expr::value(at))
+            .col_expr(merge_candidate::Column::DecidedBy, Expr::value(actor))
+            .filter(merge_candidate::Column::CustomerA.eq(x))
+            .filter(merge_candidate::Column::CustomerB.eq(y))
+            .filter(merge_candidate::Column::Status.eq("pending"))
+            .exec(txn)
+            .await?;
+        let moved = json!({
+            "identities": moved_idents, "dropped_identities": dropped, "source_records": records,
+            "events": events, "orders": orders, "tags": tags.iter().map(|t| t.tag.clone()).collect::<Vec<_>>(),
+            "redirected": redirected,
+        });
+        let merge_id = Uuid::now_v7();
+        merge::Entity::insert(merge::ActiveModel {
+            id: Set(merge_id),
+            survivor_id: Set(s),
+            absorbed_id: Set(a),
+            rule: Set(rule.to_string()),
+            evidence: Set(evidence),
+            actor: Set(actor.to_string()),
+            reason: Set(reason),
+            created_at: Set(at),
+            undone_at: Set(None),
+            undone_by: Set(None),
+            moved: Set(Some(moved)),
+        })
+        .exec_without_returning(txn)
+        .await?;
+        metrics::counter!("junction_merges_total", "rule" => rule.to_string()).increment(1);
+        Ok(merge_id)
+    }
+
+    /// Merge two customers by hand (the older id survives). Returns the merge id and survivor.
+    pub async fn merge_customers(
+        &self,
+        a: CustomerId,
+        b: CustomerId,
+        rule: &str,
+        actor: &str,
+        reason: Option<String>,
+    ) -> StoreResult<(Uuid, CustomerId, CustomerId)> {
+        let tx = self.write().await?;
+        let la = self.live_customer(&tx.txn, a.0).await?;
+        let lb = self.live_customer(&tx.txn, b.0).await?;
+        if la.id == lb.id {
+            return Err(StoreError::Conflict("the customers are already one".into()));
+        }
+        let (s, x) = if la.id <= lb.id { (la.id, lb.id) } else { (lb.id, la.id) };
+        let at = now();
+        let views = self.customer_views(&tx.txn, &[s, x]).await?;
+        let evidence = match views.as_slice() {
+            [v1, v2] => serde_json::to_value(rules::explain(&Default::default(), v1, v2, &Blocked::new()).shared)
+                .unwrap_or(Value::Null),
+            _ => Value::Null,
+        };
+        // A manual merge overrides an earlier rejection of the pair.
+        let (p, q) = ordered(s, x);
+        merge_candidate::Entity::update_many()
+            .col_expr(merge_candidate::Column::Status, Expr::value("accepted"))
+            .col_expr(merge_candidate::Column::DecidedAt, Expr::value(at))
+            .col_expr(merge_candidate::Column::DecidedBy, Expr::value(actor))
+            .filter(merge_candidate::Column::CustomerA.eq(p))
+            .filter(merge_candidate::Column::CustomerB.eq(q))
+            .exec(&tx.txn)
+            .await?;
+        let id = self.absorb(&tx.txn, CustomerId(s), CustomerId(x), rule, evidence, actor, reason, at).await?;
+        self.recompute(&tx.txn, CustomerId(s), at).await?;
+        tx.commit().await?;
+        Ok((id, CustomerId(s), CustomerId(x)))
+    }
+
+    /// Undo a merge: put back what it moved (and records that arrived since through the
+    /// absorbed side's identifiers), recompute both golden records from their source
+    /// records, and block the pair from merging again automatically.
+    pub async fn unmerge(&self, extractor: &KeyExtractor, merge_id: Uuid, actor: &str) -> StoreResult<UnmergeOutcome> {
+        let tx = self.write().await?;
+        let txn = &tx.txn;
+        let m = merge::Entity::find_by_id(merge_id).one(txn).await?.ok_or(StoreError::NotFound)?;
+        if m.undone_at.is_some() {
+            return Err(StoreError::Conflict("this merge was already undone".into()));
+        }
+        let s_row = customer::Entity::find_by_id(m.survivor_id).one(txn).await?.ok_or(StoreError::NotFound)?;
+        if s_row.merged_into.is_some() {
+            return Err(StoreError::Conflict("the survivor was merged again since: undo that merge first".into()));
+        }
+        let moved =
+            m.moved.clone().ok_or_else(|| StoreError::Conflict("this merge predates unmerge support".into()))?;
+        let list = |name: &str| -> Vec<Uuid> {
+            moved[name]
+                .as_array()
+                .map(|a| a.iter().filter_map(|v| serde_json::from_value(v.clone()).ok()).collect())
+                .unwrap_or_default()
+        };
+        let (s, a) = (m.survivor_id, m.absorbed_id);
+        let at = now();
+        let back = |ids: Vec<Uuid>| ids;
+        identity::Entity::update_many()
+            .col_expr(identity::Column::CustomerId, Expr::value(a))
+            .filter(identity::Column::Id.is_in(back(list("identities"))))
+            .filter(identity::Column::CustomerId.eq(s))
+            .exec(txn)
+            .await?;
+        source_record::Entity::update_many()
+            .col_expr(source_record::Column::CustomerId, Expr::value(a))
+            .filter(source_record::Column::Id.is_in(list("source_records")))
+            .filter(source_record::Column::CustomerId.eq(s))
+            .exec(txn)
+            .await?;
+        event::Entity::update_many()
+            .col_expr(event::Column::CustomerId, Expr::value(a))
+            .filter(event::Column::Id.is_in(list("events")))
+            .filter(event::Column::CustomerId.eq(s))
+            .exec(txn)
+            .await?;
+        order::Entity::update_many()
+            .col_expr(order::Column::CustomerId, Expr::value(a))
+            .filter(order::Column::Id.is_in(list("orders")))
+            .filter(order::Column::CustomerId.eq(s))
+            .exec(txn)
+            .await?;
+        // Rows dropped as duplicates come back on their owner.
+        for d in moved["dropped_identities"].as_array().cloned().unwrap_or_default() {
+            let owner: Uuid = serde_json::from_value(d["customer_id"].clone()).map_err(corrupt)?;
+            let parse_ts = |v: &Value| serde_json::from_value::<DateTime<Utc>>(v.clone()).unwrap_or(at);
+            let row = identity::ActiveModel {
+                id: Set(Uuid::now_v7()),
+                customer_id: Set(owner),
+                kind: Set(d["kind"].as_str().unwrap_or_default().to_string()),
+                namespace: Set(d["namespace"].as_str().unwrap_or_default().to_string()),
+                value: Set(d["value"].as_str().unwrap_or_default().to_string()),
+                raw: Set(d["raw"].as_str().map(str::to_string)),
+                source_connector: Set(d["source_connector"].as_str().map(str::to_string)),
+                status: Set("set_aside".into()),
+                set_aside_reason: Set(Some("held by another customer".into())),
+                first_seen: Set(parse_ts(&d["first_seen"])),
+                last_seen: Set(parse_ts(&d["last_seen"])),
+            };
+            identity::Entity::insert(row)
+                .on_conflict(
+                    OnConflict::columns([
+                        identity::Column::CustomerId,
+                        identity::Column::Kind,
+                        identity::Column::Namespace,
+                        identity::Column::Value,
+                    ])
+                    .do_nothing()
+                    .to_owned(),
+                )
+                .do_nothing()
+                .exec_without_returning(txn)
+                .await?;
+        }
+        // Records that arrived after the merge and were identified only by the absorbed
+        // side's identifiers go back with their identifiers.
+        let later = source_record::Entity::find()
+            .filter(source_record::Column::CustomerId.eq(s))
+            .filter(source_record::Column::ReceivedAt.gt(m.created_at))
+            .all(txn)
+            .await?;
+        let idents = identity::Entity::find().filter(identity::Column::CustomerId.is_in([s, a])).all(txn).await?;
+        let holder = |k: &IdentityKey| {
+            idents
+                .iter()
+                .find(|i| i.kind == k.kind.as_str() && i.namespace == k.namespace && i.value == k.value)
+                .map(|i| (i.customer_id, i.id, i.first_seen))
+        };
+        for r in later {
+            let Ok(obs) = serde_json::from_value::<Observation>(r.payload.clone()) else { continue };
+            let keys = extractor.extract(&obs, None).keys;
+            let held: Vec<(Uuid, Uuid, DateTime<Utc>)> = keys.iter().filter_map(|k| holder(&k.key)).collect();
+            let by_a = held.iter().any(|(c, _, first)| *c == a && *first <= m.created_at);
+            let by_s = held.iter().any(|(c, _, first)| *c == s && *first <= m.created_at);
+            if by_a && !by_s {
+                source_record::Entity::update_many()
+                    .col_expr(source_record::Column::CustomerId, Expr::value(a))
+                    .filter(source_record::Column::Id.eq(r.id))
+                    .exec(txn)
+                    .await?;
+                let new_ids: Vec<Uuid> = held
+                    .iter()
+                    .filter(|(c, _, first)| *c == s && *first > m.created_at)
+                    .map(|(_, id, _)| *id)
+                    .collect();
+                identity::Entity::update_many()
+                    .col_expr(identity::Column::CustomerId, Expr::value(a))
+                    .filter(identity::Column::Id.is_in(new_ids))
+                    .exec(txn)
+                    .await?;
+            }
+        }
+        let tags: Vec<String> = moved["tags"]
+            .as_array()
+            .map(|t| t.iter().filter_map(|v| v.as_str().map(str::to_string)).collect())
+            .unwrap_or_default();
+        self.add_tags(txn, CustomerId(a), tags.iter().map(String::as_str), at).await?;
+        customer::Entity::update_many()
+            .col_expr(customer::Column::MergedInto, Expr::value(Option::<Uuid>::None))
+            .filter(customer::Column::Id.eq(a))
+            .exec(txn)
+            .await?;
+        let redirected = list("redirected");
+        if !redirected.is_empty() {
+            customer::Entity::update_many()
+                .col_expr(customer::Column::MergedInto, Expr::value(a))
+                .filter(customer::Column::Id.is_in(redirected))
+                .exec(txn)
+                .await?;
+        }
+        merge::Entity::update_many()
+            .col_expr(merge::Column::UndoneAt, Expr::value(at))
+            .col_expr(merge::Column::UndoneBy, Expr::value(actor))
+            .filter(merge::Column::Id.eq(merge_id))
+            .exec(txn)
+            .await?;
+        // Block the pair: the next record carrying both sides' identifiers must not
+        // silently undo the unmerge.
+        let (x, y) = ordered(s, a);
+        merge_candidate::Entity::insert(merge_candidate::ActiveModel {
+            id: Set(Uuid::now_v7()),
+            customer_a: Set(x),
+            customer_b: Set(y),
+            rule: Set("unmerged".into()),
+            evidence: Set(m.evidence.clone()),
+            status: Set("rejected".into()),
+            created_at: Set(at),
+            decided_at: Set(Some(at)),
+            decided_by: Set(Some(actor.to_string())),
+        })
+        .on_conflict(
+            OnConflict::columns([merge_candidate::Column::CustomerA, merge_candidate::Column::CustomerB])
+                .update_columns([
+                    merge_candidate::Column::Status,
+                    merge_candidate::Column::DecidedAt,
+                    merge_candidate::Column::DecidedBy,
+                ])
+                .to_owned(),
+        )
+        .exec_without_returning(txn)
+        .await?;
+        // Keys held by both after the split: the absorbed side keeps active what it had.
+        self.fix_split_identities(txn, s, a).await?;
+        self.recompute(txn, CustomerId(s), at).await?;
+        self.recompute(txn, CustomerId(a), at).await?;
+        tx.commit().await?;
+        Ok(UnmergeOutcome { survivor: CustomerId(s), restored: CustomerId(a) })
+    }
+
+    /// After a split, a key can be set aside on one side only because the other side held
+    /// it; if no one holds it actively any more, make it active again.
+    async fn fix_split_identities(&self, txn: &DatabaseTransaction, s: Uuid, a: Uuid) -> StoreResult<()> {
+        let rows = identity::Entity::find()
+            .filter(identity::Column::CustomerId.is_in([s, a]))
+            .filter(identity::Column::Status.eq("set_aside"))
+            .filter(identity::Column::SetAsideReason.eq("held by another customer"))
+            .all(txn)
+            .await?;
+        for r in rows {
+            let active = identity::Entity::find()
+                .filter(identity::Column::Kind.eq(r.kind.as_str()))
+                .filter(identity::Column::Namespace.eq(r.namespace.as_str()))
+                .filter(identity::Column::Value.eq(r.value.as_str()))
+                .filter(identity::Column::Status.eq("active"))
+                .one(txn)
+                .await?;
+            if active.is_none() {
+                identity::Entity::update_many()
+                    .col_expr(identity::Column::Status, Expr::value("active"))
+                    .col_expr(identity::Column::SetAsideReason, Expr::value(Option::<String>::None))
+                    .filter(identity::Column::Id.eq(r.id))
+                    .exec(txn)
+                    .await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The golden record and identities two customers would have once merged.
+    pub async fn preview_merge(
+        &self,
+        extractor: &KeyExtractor,
+        a: CustomerId,
+        b: CustomerId,
+    ) -> StoreResult<MergePreview> {
+        let (la, _) = self.customer(a).await?.ok_or(StoreError::NotFound)?;
+        let (lb, _) = self.customer(b).await?.ok_or(StoreError::NotFound)?;
+        if la.id == lb.id {
+            return Err(StoreError::Conflict("the customers are already one".into()));
+        }
+        let (s, x) = if la.id <= lb.id { (la.id, lb.id) } else { (lb.id, la.id) };
+        let records = source_record::Entity::find()
+            .filter(source_record::Column::CustomerId.is_in([s, x]))
+            .order_by_asc(source_record::Column::ReceivedAt)
+            .order_by_asc(source_record::Column::Id)
+            .all(self.conn())
+            .await?;
+        let observations: Vec<Observation> =
+            records.into_iter().filter_map(|r| serde_json::from_value(r.payload).ok()).collect();
+        let golden = golden_record_with(&self.survivorship, &observations);
+        let identities = identity::Entity::find()
+            .filter(identity::Column::CustomerId.is_in([s, x]))
+            .order_by_asc(identity::Column::Kind)
+            .order_by_asc(identity::Column::FirstSeen)
+            .all(self.conn())
+            .await?;
+        let explanation = self.explain_match(extractor, CustomerId(s), CustomerId(x)).await?;
+        Ok(MergePreview { survivor: CustomerId(s), absorbed: CustomerId(x), golden, identities, explanation })
+    }
+
+    /// How the rules treat two customers.
+    pub async fn explain_match(
+        &self,
+        extractor: &KeyExtractor,
+        a: CustomerId,
+        b: CustomerId,
+    ) -> StoreResult<Explanation> {
+        let (la, _) = self.customer(a).await?.ok_or(StoreError::NotFound)?;
+        let (lb, _) = self.customer(b).await?.ok_or(StoreError::NotFound)?;
+        let views = self.customer_views(self.conn(), &[la.id, lb.id]).await?;
+        let blocked = self.blocked_pairs(self.conn(), &[la.id, lb.id]).await?;
+        let va = views.iter().find(|v| v.id.0 == la.id).ok_or(StoreError::NotFound)?;
+        let vb = views.iter().find(|v| v.id.0 == lb.id).ok_or(StoreError::NotFound)?;
+        Ok(rules::explain(extractor.rules(), va, vb, &blocked))
+    }
+
+    /// Merges where `id` (or anything absorbed into it) survived or was absorbed, newest first.
+    pub async fn merge_history(&self, id: CustomerId) -> StoreResult<Vec<merge::Model>> {
+        Ok(merge::Entity::find()
+            .filter(Condition::any().add(merge::Column::SurvivorId.eq(id.0)).add(merge::Column::AbsorbedId.eq(id.0)))
+            .order_by_desc(merge::Column::CreatedAt)
+            .order_by_desc(merge::Column::Id)
+            .all(self.conn())
+            .await?)
+    }
+
+    pub async fn merge_by_id(&self, id: Uuid) -> StoreResult<Option<merge::Model>> {
+        Ok(merge::Entity::find_by_id(id).one(self.conn()).await?)
+    }
+
+    /// The review queue, oldest first, keyset-paginated.
+    pub async fn merge_candidates(&self, status: &str, page: PageRequest) -> StoreResult<Page<merge_candidate::Model>> {
+        let mut q = merge_candidate::Entity::find().filter(merge_candidate::Column::Status.eq(status));
+        if let Some(Cursor { at, id }) = page.after {
+            q = q.filter(Condition::any().add(merge_candidate::Column::CreatedAt.gt(at)).add(
+                Condition::all().add(merge_candidate::Column::CreatedAt.eq(at)).add(merge_candidate::Column::Id.gt(id)),
+            ));
+        }
+        let mut items = q
+            .order_by_asc(merge_candidate::Column::CreatedAt)
+            .order_by_asc(merge_candidate::Column::Id)
+            .limit(page.limit + 1)
+            .all(self.conn())
+            .await?;
+        let has_more = items.len() as u64 > page.limit;
+        items.truncate(page.limit as usize);
+        Ok(Page { items, has_more })
+    }
+
+    pub async fn merge_candidate(&self, id: Uuid) -> StoreResult<Option<merge_candidate::Model>> {
+        Ok(merge_candidate::Entity::find_by_id(id).one(self.conn()).await?)
+    }
+
+    /// Accept (merge the pair) or reject (never merge it automatically) a candidate.
+    /// Returns the merge id when accepted.
+    pub async fn resolve_candidate(&self, id: Uuid, accept: bool, actor: &str) -> StoreResult<Option<Uuid>> {
+        let c = self.merge_candidate(id).await?.ok_or(StoreError::NotFound)?;
+        if c.status != "pending" {
+            return Err(StoreError::Conflict(format!("this candidate was already {}", c.status)));
+        }
+        if accept {
+            let (a, b) = (CustomerId(c.customer_a), CustomerId(c.customer_b));
+            let (la, _) = self.customer(a).await?.ok_or(StoreError::NotFound)?;
+            let (lb, _) = self.customer(b).await?.ok_or(StoreError::NotFound)?;
+            let merge_id = if la.id != lb.id {
+                Some(self.merge_customers(a, b, "review_accepted", actor, Some(c.rule.clone())).await?.0)
+            } else {
+                None
+            };
+            self.decide_candidate(id, "accepted", actor).await?;
+            Ok(merge_id)
+        } else {
+            self.decide_candidate(id, "rejected", actor).await?;
+            Ok(None)
+        }
+    }
+
+    async fn decide_candidate(&self, id: Uuid, status: &str, actor: &str) -> StoreResult<()> {
+        let tx = self.write().await?;
+        merge_candidate::Entity::update_many()
+            .col_expr(merge_candidate::Column::Status, Expr::value(status))
+            .col_expr(merge_candidate::Column::DecidedAt, Expr::value(now()))
+            .col_expr(merge_candidate::Column::DecidedBy, Expr::value(actor))
+            .filter(merge_candidate::Column::Id.eq(id))
+            .exec(&tx.txn)
+            .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Every source record's `(record id, live customer)`, for clustering evaluation.
+    pub async fn record_clusters(&self) -> StoreResult<Vec<(String, Uuid)>> {
+        let redirects: Vec<(Uuid, Option<Uuid>)> = customer::Entity::find()
+            .select_only()
+            .column(customer::Column::Id)
+            .column(customer::Column::MergedInto)
+            .filter(customer::Column::MergedInto.is_not_null())
+            .into_tuple()
+            .all(self.conn())
+            .await?;
+        let redirects: std::collections::HashMap<Uuid, Uuid> =
+            redirects.into_iter().filter_map(|(a, b)| Some((a, b?))).collect();
+        let rows: Vec<(Option<String>, Option<Uuid>)> = source_record::Entity::find()
+            .select_only()
+            .column(source_record::Column::ExternalId)
+            .column(source_record::Column::CustomerId)
+            .into_tuple()
+            .all(self.conn())
+            .await?;
+        let mut out = Vec::with_capacity(rows.len());
+        for (rid, cid) in rows {
+            let (Some(rid), Some(mut c)) = (rid, cid) else { continue };
+            let mut seen = HashSet::new();
+            while let Some(next) = redirects.get(&c) {
+                if !seen.insert(c) {
+                    break;
+                }
+                c = *next;
+            }
+            out.push((rid, c));
+        }
+        Ok(out)
+    }
+}
