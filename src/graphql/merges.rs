@@ -15,7 +15,6 @@ use crate::store::entities::{merge, merge_candidate};
 use crate::store::{Cursor, PageRequest};
 use crate::ChangeKind;
 
-/// Who the API acts as in the ledger until request identities land with access control.
 
 /// One merge in the ledger.
 pub struct Merge(pub merge::Model);
