@@ -22,11 +22,16 @@
 //! | `standard_webhooks` | `secret` | `tolerance_secs` | `webhook-id` |
 //! | `generic_hmac` | `secret` | see [`generic_hmac::GenericHmacConfig`] | header or JSON pointer |
 //!
+//! Kinds that can also pull from the platform's API read their pull settings from
+//! `config.pull` and their API credential from a secret; see [`pull`] and [`build_puller`].
+//!
 //! Without an id of its own a delivery's dedupe key is `sha256:<hex of the raw body>`.
 //! Each platform module documents exactly what is signed; [`testing::sign`] produces
 //! deliveries a genuine platform would send.
 
 pub mod form;
+pub mod http;
+pub mod pull;
 pub(crate) mod payload;
 pub mod record;
 pub mod registry;
@@ -49,7 +54,8 @@ pub mod whatsapp;
 pub mod woocommerce;
 
 pub use record::*;
-pub use registry::{build, ConnectorKind, KindDescriptor, UnknownKind};
+pub use pull::{PullError, Puller};
+pub use registry::{build, build_puller, ConnectorKind, KindDescriptor, UnknownKind};
 
 use chrono::{DateTime, Utc};
 

@@ -6,7 +6,7 @@ use serde_json::{Map, Value};
 
 use crate::{
     generic_hmac, jotform, shopify, slack, square, standard_webhooks, stripe, twilio, typeform, wechat, whatsapp,
-    woocommerce, ConfigError, Connector, Secrets,
+    woocommerce, ConfigError, Connector, Puller, Secrets,
 };
 
 /// Every platform Junction can connect to.
@@ -108,6 +108,18 @@ pub fn build(
     config: &serde_json::Value,
     secrets: &Secrets,
 ) -> Result<Box<dyn Connector>, ConfigError> {
+    // `config.pull` belongs to the puller: validated here, hidden from the webhook side.
+    let stripped;
+    let config = match config.get("pull") {
+        Some(_) => {
+            check_pull(kind, config)?;
+            let mut m = config.as_object().cloned().unwrap_or_default();
+            m.remove("pull");
+            stripped = Value::Object(m);
+            &stripped
+        }
+        None => config,
+    };
     Ok(match kind {
         ConnectorKind::Shopify => Box::new(shopify::Shopify::new(parse_config(config)?, secrets)?),
         ConnectorKind::Woocommerce => Box::new(woocommerce::Woocommerce::new(parse_config(config)?, secrets)?),
@@ -124,6 +136,35 @@ pub fn build(
         }
         ConnectorKind::GenericHmac => Box::new(generic_hmac::GenericHmac::new(parse_config(config)?, secrets)?),
     })
+}
+
+/// Check `config.pull` of `kind` (no credentials needed).
+fn check_pull(kind: ConnectorKind, config: &Value) -> Result<(), ConfigError> {
+    match kind {
+        ConnectorKind::Shopify => shopify::pull::check(config),
+        _ => Err(ConfigError::Invalid { field: "pull".into(), reason: format!("{kind} connectors cannot pull") }),
+    }
+}
+
+/// Build the puller of a connector from its config (`config.pull`) and secrets. `Ok(None)`
+/// when the kind has no pull API; `MissingSecret` names the credential when it is not set.
+pub fn build_puller(
+    kind: ConnectorKind,
+    config: &serde_json::Value,
+    secrets: &Secrets,
+) -> Result<Option<Box<dyn Puller>>, ConfigError> {
+    Ok(Some(match kind {
+        ConnectorKind::Shopify => Box::new(shopify::pull::ShopifyPull::new(config, secrets)?),
+        _ => return Ok(None),
+    }))
+}
+
+/// The `pull` schema and pull secrets of kinds that can pull.
+fn pull_support(kind: ConnectorKind) -> Option<(Value, &'static [&'static str])> {
+    match kind {
+        ConnectorKind::Shopify => Some((shopify::pull::schema(), &[shopify::pull::PULL_SECRET])),
+        _ => None,
+    }
 }
 
 /// Read a config object into `T`, naming the offending field on error. `null` is `{}`.
@@ -180,14 +221,17 @@ impl ConnectorKind {
                 ("Generic HMAC webhook", "generic", generic_hmac::config_schema(), &[generic_hmac::SECRET])
             }
         };
-        KindDescriptor {
-            kind: self,
-            display_name,
-            category,
-            capabilities: vec!["webhook"],
-            config_schema,
-            secret_fields: secret_fields.to_vec(),
+        let mut config_schema = config_schema;
+        let mut secret_fields = secret_fields.to_vec();
+        let mut capabilities = vec!["webhook"];
+        if let Some((pull, pull_secrets)) = pull_support(self) {
+            capabilities.push("pull");
+            secret_fields.extend_from_slice(pull_secrets);
+            if let Some(props) = config_schema.get_mut("properties").and_then(Value::as_object_mut) {
+                props.insert("pull".into(), pull);
+            }
         }
+        KindDescriptor { kind: self, display_name, category, capabilities, config_schema, secret_fields }
     }
 }
 
@@ -327,6 +371,9 @@ mod tests {
             // The schema lists exactly the fields the config struct accepts.
             let defaults = default_config_json(kind);
             let mut accepted: Vec<String> = defaults.as_object().unwrap().keys().cloned().collect();
+            if d.capabilities.contains(&"pull") {
+                accepted.push("pull".into());
+            }
             let mut described: Vec<String> =
                 d.config_schema["properties"].as_object().unwrap().keys().cloned().collect();
             accepted.sort();
