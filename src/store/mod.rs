@@ -12,6 +12,7 @@ pub mod entities;
 pub mod inbox;
 pub mod pagination;
 pub mod records;
+pub mod sync;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
