@@ -12,6 +12,7 @@ pub mod ids;
 pub mod ingest;
 pub mod secrets;
 pub mod store;
+pub mod sync;
 pub mod telemetry;
 
 use std::future::Future;
@@ -54,6 +55,8 @@ pub struct AppState {
     pub cipher: secrets::Cipher,
     /// Wakes inbox workers when a new event is stored.
     pub wake: Arc<tokio::sync::Notify>,
+    /// Pull clients, running pulls and their progress.
+    pub sync: Arc<sync::SyncHub>,
 }
 
 impl AppState {
@@ -86,6 +89,18 @@ pub async fn open_store(config: &Config, migrate: bool) -> anyhow::Result<Store>
     Ok(store)
 }
 
+/// The shared state without a server or background tasks (used by `serve` and by CLI
+/// commands such as `sync`).
+pub async fn build_state(config: Config, migrate: bool) -> anyhow::Result<AppState> {
+    let store = open_store(&config, migrate).await?;
+    let extractor = Arc::new(key_extractor(&config)?);
+    let (changes, _) = broadcast::channel(1024);
+    let cipher = secrets::Cipher::load(config.security.master_key.as_deref(), &config.data_dir)?;
+    let wake = Arc::new(tokio::sync::Notify::new());
+    let sync = Arc::new(sync::SyncHub::new(&config.sync));
+    Ok(AppState { config: Arc::new(config), store, extractor, changes, cipher, wake, sync })
+}
+
 /// A built server, ready to run.
 pub struct Application {
     state: AppState,
@@ -96,14 +111,12 @@ impl Application {
     /// Connect, migrate (unless disabled) and bind.
     pub async fn build(config: Config, listener: TcpListener) -> anyhow::Result<Self> {
         telemetry::install_metrics();
-        let store = open_store(&config, config.database.migrate_on_start).await?;
-        let extractor = Arc::new(key_extractor(&config)?);
-        let (changes, _) = broadcast::channel(1024);
-        let cipher = secrets::Cipher::load(config.security.master_key.as_deref(), &config.data_dir)?;
-        let wake = Arc::new(tokio::sync::Notify::new());
-        let workers = config.ingest.workers;
-        let state = AppState { config: Arc::new(config), store, extractor, changes, cipher, wake: wake.clone() };
-        ingest::worker::spawn_workers(state.clone(), wake, workers);
+        let migrate = config.database.migrate_on_start;
+        let state = build_state(config, migrate).await?;
+        ingest::worker::spawn_workers(state.clone(), state.wake.clone(), state.config.ingest.workers);
+        if state.config.sync.scheduler {
+            sync::scheduler::spawn(state.clone());
+        }
         Ok(Self { state, listener })
     }
 
