@@ -7,6 +7,7 @@ pub mod loaders;
 pub mod mutation;
 pub mod query;
 pub mod subscription;
+pub mod sync;
 pub mod types;
 
 use async_graphql::{Context, Schema};
@@ -20,13 +21,17 @@ pub struct QueryRoot(query::Query, admin::AdminQuery);
 
 /// The mutation root.
 #[derive(async_graphql::MergedObject, Default)]
-pub struct MutationRoot(mutation::Mutation, admin::AdminMutation);
+pub struct MutationRoot(mutation::Mutation, admin::AdminMutation, sync::SyncMutation);
 
-pub type JunctionSchema = Schema<QueryRoot, MutationRoot, subscription::Subscription>;
+/// The subscription root.
+#[derive(async_graphql::MergedSubscription, Default)]
+pub struct SubscriptionRoot(subscription::Subscription, sync::SyncSubscription);
+
+pub type JunctionSchema = Schema<QueryRoot, MutationRoot, SubscriptionRoot>;
 
 /// Build the schema with the limits from config.
 pub fn build_schema(state: Option<AppState>, config: &crate::config::GraphqlConfig) -> JunctionSchema {
-    let mut builder = Schema::build(QueryRoot::default(), MutationRoot::default(), subscription::Subscription)
+    let mut builder = Schema::build(QueryRoot::default(), MutationRoot::default(), SubscriptionRoot::default())
         .limit_depth(config.max_depth)
         .limit_complexity(config.max_complexity);
     if !config.introspection {
