@@ -239,6 +239,15 @@ impl Store {
         Ok(sync_run::Entity::find_by_id(run).one(self.conn()).await?)
     }
 
+    /// How many records a connector has brought in (source records), pulled or pushed.
+    pub async fn pulled_record_count(&self, id: ConnectorId) -> StoreResult<u64> {
+        use sea_orm::PaginatorTrait;
+        Ok(super::entities::source_record::Entity::find()
+            .filter(super::entities::source_record::Column::ConnectorId.eq(id.0))
+            .count(self.conn())
+            .await?)
+    }
+
     /// When the connector's latest run started (for the scheduler).
     pub async fn last_sync_started(&self, id: ConnectorId) -> StoreResult<Option<DateTime<Utc>>> {
         Ok(self.sync_runs(id, 1).await?.into_iter().next().map(|r| r.started_at))

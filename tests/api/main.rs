@@ -7,3 +7,4 @@ mod cli;
 mod customers;
 mod health;
 mod schema;
+mod sync;
