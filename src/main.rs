@@ -184,7 +184,10 @@ async fn sync_command(config: Config, connector: &str, backfill: bool) -> anyhow
                 Err(tokio::sync::broadcast::error::RecvError::Closed) => break,
             };
             let rate = p.records as f64 / started.elapsed().as_secs_f64().max(0.001);
-            let msg = format!("{} page {} · {} records · {:.0} records/s · {} errors", p.stream, p.pages, p.records, rate, p.errors);
+            let msg = format!(
+                "{} page {} · {} records · {:.0} records/s · {} errors",
+                p.stream, p.pages, p.records, rate, p.errors
+            );
             match &bar {
                 Some(b) => b.set_message(msg),
                 None => eprintln!("{msg}"),

@@ -99,7 +99,9 @@ impl std::fmt::Debug for PullClient {
 pub fn governor_quota(q: RateQuota) -> Quota {
     let period = Duration::from_secs_f64(1.0 / q.per_second.max(0.0001));
     let burst = NonZeroU32::new(q.burst.max(1)).unwrap_or(NonZeroU32::MIN);
-    Quota::with_period(period.max(Duration::from_nanos(1))).unwrap_or_else(|| Quota::per_second(NonZeroU32::MIN)).allow_burst(burst)
+    Quota::with_period(period.max(Duration::from_nanos(1)))
+        .unwrap_or_else(|| Quota::per_second(NonZeroU32::MIN))
+        .allow_burst(burst)
 }
 
 impl PullClient {
@@ -166,7 +168,8 @@ impl PullClient {
                 b.consecutive_failures = self.settings.breaker_threshold.saturating_sub(1);
             }
         }
-        let pause = self.paused_until.lock().map_err(|_| poisoned())?.map(|t| t.saturating_duration_since(Instant::now()));
+        let pause =
+            self.paused_until.lock().map_err(|_| poisoned())?.map(|t| t.saturating_duration_since(Instant::now()));
         if let Some(p) = pause.filter(|p| !p.is_zero()) {
             tokio::time::sleep(p).await;
         }
@@ -223,7 +226,9 @@ impl PullClient {
                     let headers: Vec<(String, String)> = resp
                         .headers()
                         .iter()
-                        .map(|(k, v)| (k.as_str().to_ascii_lowercase(), String::from_utf8_lossy(v.as_bytes()).into_owned()))
+                        .map(|(k, v)| {
+                            (k.as_str().to_ascii_lowercase(), String::from_utf8_lossy(v.as_bytes()).into_owned())
+                        })
                         .collect();
                     match resp.bytes().await {
                         Ok(body) => Ok(HttpResponse { status, headers, body: body.to_vec() }),
@@ -305,9 +310,9 @@ fn describe(e: &reqwest::Error) -> String {
 /// field when there is one (platform error codes), else nothing from the body.
 fn error_detail(resp: &HttpResponse) -> String {
     let v: serde_json::Value = serde_json::from_slice(&resp.body).unwrap_or_default();
-    let code = ["/errors/0/code", "/error/code", "/code", "/error", "/category", "/errors"]
-        .iter()
-        .find_map(|p| v.pointer(p).and_then(|c| c.as_str().map(str::to_string).or_else(|| c.as_i64().map(|n| n.to_string()))));
+    let code = ["/errors/0/code", "/error/code", "/code", "/error", "/category", "/errors"].iter().find_map(|p| {
+        v.pointer(p).and_then(|c| c.as_str().map(str::to_string).or_else(|| c.as_i64().map(|n| n.to_string())))
+    });
     code.map(|c| c.chars().take(80).collect()).unwrap_or_else(|| "error".into())
 }
 
@@ -333,7 +338,7 @@ mod tests {
     use wiremock::{Mock, MockServer, Request, Respond, ResponseTemplate};
 
     use super::*;
-    use crate::pull::{PullPosition, PulledPage, PullSettings};
+    use crate::pull::{PullPosition, PullSettings, PulledPage};
     use crate::ConnectorKind;
 
     struct Echo {
@@ -387,7 +392,11 @@ mod tests {
     async fn scripted(responses: Vec<ResponseTemplate>) -> (MockServer, Arc<AtomicUsize>) {
         let server = MockServer::start().await;
         let count = Arc::new(AtomicUsize::new(0));
-        Mock::given(method("GET")).and(path("/things")).respond_with(Script(responses, count.clone())).mount(&server).await;
+        Mock::given(method("GET"))
+            .and(path("/things"))
+            .respond_with(Script(responses, count.clone()))
+            .mount(&server)
+            .await;
         (server, count)
     }
 
@@ -411,9 +420,10 @@ mod tests {
 
     #[tokio::test]
     async fn a_401_fails_at_once_with_the_platform_code() {
-        let (server, count) =
-            scripted(vec![ResponseTemplate::new(401).set_body_json(serde_json::json!({"errors": "[API] Invalid API key"}))])
-                .await;
+        let (server, count) = scripted(vec![
+            ResponseTemplate::new(401).set_body_json(serde_json::json!({"errors": "[API] Invalid API key"}))
+        ])
+        .await;
         let puller = Echo { base: server.uri(), settings: PullSettings::default() };
         let client = PullClient::new(puller.quota(), fast()).unwrap();
         let err = client.send(&puller, &puller.request(&pos()).unwrap()).await.unwrap_err();

@@ -31,8 +31,8 @@
 
 pub mod form;
 pub mod http;
-pub mod pull;
 pub(crate) mod payload;
+pub mod pull;
 pub mod record;
 pub mod registry;
 pub mod signature;
@@ -53,8 +53,8 @@ pub mod wechat;
 pub mod whatsapp;
 pub mod woocommerce;
 
-pub use record::*;
 pub use pull::{PullError, Puller};
+pub use record::*;
 pub use registry::{build, build_puller, ConnectorKind, KindDescriptor, UnknownKind};
 
 use chrono::{DateTime, Utc};

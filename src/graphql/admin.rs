@@ -83,7 +83,11 @@ impl Connector {
         Ok(rows.into_iter().map(|(status, count)| InboxCount { status, count }).collect())
     }
     /// Pull runs, newest first.
-    async fn sync_runs(&self, ctx: &Context<'_>, #[graphql(default = 20)] first: i32) -> ApiResult<Vec<super::sync::SyncRun>> {
+    async fn sync_runs(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(default = 20)] first: i32,
+    ) -> ApiResult<Vec<super::sync::SyncRun>> {
         super::sync::sync_runs(ctx, ConnectorId(self.0.id), first).await
     }
     /// Where each pulled stream stands.

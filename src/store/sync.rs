@@ -143,7 +143,13 @@ impl Store {
     }
 
     /// Save a stream's cursor inside `tx` (with the page's records).
-    pub async fn save_sync_cursor(&self, tx: &WriteTx, id: ConnectorId, stream: &str, state: &Value) -> StoreResult<()> {
+    pub async fn save_sync_cursor(
+        &self,
+        tx: &WriteTx,
+        id: ConnectorId,
+        stream: &str,
+        state: &Value,
+    ) -> StoreResult<()> {
         sync_cursor::Entity::insert(sync_cursor::ActiveModel {
             connector_id: Set(id.0),
             stream: Set(stream.to_string()),

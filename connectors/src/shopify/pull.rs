@@ -16,7 +16,7 @@ use serde_json::Value;
 use crate::payload::{field, from_json, rfc3339};
 use crate::pull::{
     base_url, invalid, link_next_param, parse_pull, pull_schema, pull_secret, HostPolicy, HttpRequest, HttpResponse,
-    PullError, PullPosition, PulledPage, PulledRecord, PullSettings, Puller, RateQuota, Watermark,
+    PullError, PullPosition, PullSettings, PulledPage, PulledRecord, Puller, RateQuota, Watermark,
 };
 use crate::{ConfigError, ConnectorKind, Record, Secrets};
 
@@ -182,7 +182,8 @@ mod tests {
     fn first_pages_filter_by_updated_at_and_later_pages_send_page_info_only() {
         let p = puller();
         let since = Watermark::new(rfc3339("2024-03-05T10:15:43-05:00").unwrap(), "7");
-        let req = p.request(&PullPosition { stream: "customers", page: None, since: Some(&since), page_size: 500 }).unwrap();
+        let req =
+            p.request(&PullPosition { stream: "customers", page: None, since: Some(&since), page_size: 500 }).unwrap();
         assert_eq!(
             req.url,
             "https://acme.myshopify.com/admin/api/2024-10/customers.json?limit=250&order=updated_at+asc&updated_at_min=2024-03-05T15%3A15%3A43%2B00%3A00"
@@ -190,7 +191,9 @@ mod tests {
         assert!(req.headers.contains(&("x-shopify-access-token".into(), "shpat_x".into())));
         assert!(!format!("{req:?}").contains("shpat_x"), "Debug must not show credentials");
         let token = Value::String("abc".into());
-        let req = p.request(&PullPosition { stream: "orders", page: Some(&token), since: Some(&since), page_size: 50 }).unwrap();
+        let req = p
+            .request(&PullPosition { stream: "orders", page: Some(&token), since: Some(&since), page_size: 50 })
+            .unwrap();
         assert_eq!(req.url, "https://acme.myshopify.com/admin/api/2024-10/orders.json?limit=50&page_info=abc");
     }
 
@@ -203,15 +206,17 @@ mod tests {
             status: 200,
             headers: vec![(
                 "link".into(),
-                "<https://acme.myshopify.com/admin/api/2024-10/customers.json?limit=1&page_info=n2>; rel=\"next\"".into(),
+                "<https://acme.myshopify.com/admin/api/2024-10/customers.json?limit=1&page_info=n2>; rel=\"next\""
+                    .into(),
             )],
             body: body.to_string().into_bytes(),
         };
         let pos = PullPosition { stream: "customers", page: None, since: None, page_size: 1 };
         let page = p.parse(&pos, &resp).unwrap();
         assert_eq!(page.next, Some(Value::String("n2".into())));
-        let webhook = super::super::parse_topic("customers/create", include_bytes!("fixtures/customers_create.json"), None)
-            .unwrap();
+        let webhook =
+            super::super::parse_topic("customers/create", include_bytes!("fixtures/customers_create.json"), None)
+                .unwrap();
         assert_eq!(page.records[0].record, webhook[0]);
         assert_eq!(page.records[0].position.as_ref().unwrap().id, "7063498293520");
     }
@@ -219,7 +224,11 @@ mod tests {
     #[test]
     fn the_call_limit_header_pauses_near_a_full_bucket() {
         let p = puller();
-        let r = |v: &str| HttpResponse { status: 200, headers: vec![("x-shopify-shop-api-call-limit".into(), v.into())], body: vec![] };
+        let r = |v: &str| HttpResponse {
+            status: 200,
+            headers: vec![("x-shopify-shop-api-call-limit".into(), v.into())],
+            body: vec![],
+        };
         assert_eq!(p.throttle(&r("10/40")), None);
         assert_eq!(p.throttle(&r("32/40")), Some(Duration::from_millis(500)));
         assert_eq!(p.throttle(&r("40/40")), Some(Duration::from_millis(4500)));
@@ -227,9 +236,14 @@ mod tests {
 
     #[test]
     fn config_is_checked_and_the_token_required() {
-        let err = ShopifyPull::new(&serde_json::json!({"pull": {"shop": "a/b"}}), &secrets(&[("access_token", "t")])).unwrap_err();
+        let err = ShopifyPull::new(&serde_json::json!({"pull": {"shop": "a/b"}}), &secrets(&[("access_token", "t")]))
+            .unwrap_err();
         assert!(matches!(err, ConfigError::Invalid { ref field, .. } if field == "pull.shop"), "{err:?}");
-        let err = ShopifyPull::new(&serde_json::json!({"pull": {"shop": "a", "color": 1}}), &secrets(&[("access_token", "t")])).unwrap_err();
+        let err = ShopifyPull::new(
+            &serde_json::json!({"pull": {"shop": "a", "color": 1}}),
+            &secrets(&[("access_token", "t")]),
+        )
+        .unwrap_err();
         assert!(matches!(err, ConfigError::Invalid { ref field, .. } if field == "pull.color"), "{err:?}");
         let err = ShopifyPull::new(&serde_json::json!({"pull": {"shop": "a"}}), &secrets(&[])).unwrap_err();
         assert_eq!(err, ConfigError::MissingSecret("access_token".into()));
