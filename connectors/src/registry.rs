@@ -142,6 +142,12 @@ pub fn build(
 fn check_pull(kind: ConnectorKind, config: &Value) -> Result<(), ConfigError> {
     match kind {
         ConnectorKind::Shopify => shopify::pull::check(config),
+        ConnectorKind::Woocommerce => woocommerce::pull::check(config),
+        ConnectorKind::Stripe => stripe::pull::check(config),
+        ConnectorKind::Square => square::pull::check(config),
+        ConnectorKind::Typeform => typeform::pull::check(config),
+        ConnectorKind::Twilio => twilio::pull::check(config),
+        ConnectorKind::Slack => slack::pull::check(config),
         _ => Err(ConfigError::Invalid { field: "pull".into(), reason: format!("{kind} connectors cannot pull") }),
     }
 }
@@ -155,6 +161,12 @@ pub fn build_puller(
 ) -> Result<Option<Box<dyn Puller>>, ConfigError> {
     Ok(Some(match kind {
         ConnectorKind::Shopify => Box::new(shopify::pull::ShopifyPull::new(config, secrets)?),
+        ConnectorKind::Woocommerce => Box::new(woocommerce::pull::WoocommercePull::new(config, secrets)?),
+        ConnectorKind::Stripe => Box::new(stripe::pull::StripePull::new(config, secrets)?),
+        ConnectorKind::Square => Box::new(square::pull::SquarePull::new(config, secrets)?),
+        ConnectorKind::Typeform => Box::new(typeform::pull::TypeformPull::new(config, secrets)?),
+        ConnectorKind::Twilio => Box::new(twilio::pull::TwilioPull::new(config, secrets)?),
+        ConnectorKind::Slack => Box::new(slack::pull::SlackPull::new(config, secrets)?),
         _ => return Ok(None),
     }))
 }
@@ -163,6 +175,13 @@ pub fn build_puller(
 fn pull_support(kind: ConnectorKind) -> Option<(Value, &'static [&'static str])> {
     match kind {
         ConnectorKind::Shopify => Some((shopify::pull::schema(), &[shopify::pull::PULL_SECRET])),
+        ConnectorKind::Woocommerce => Some((woocommerce::pull::schema(), &woocommerce::pull::PULL_SECRETS)),
+        ConnectorKind::Stripe => Some((stripe::pull::schema(), &[stripe::pull::PULL_SECRET])),
+        ConnectorKind::Square => Some((square::pull::schema(), &[square::pull::PULL_SECRET])),
+        ConnectorKind::Typeform => Some((typeform::pull::schema(), &[typeform::pull::PULL_SECRET])),
+        // The auth token signs webhooks and authenticates API calls alike.
+        ConnectorKind::Twilio => Some((twilio::pull::schema(), &[])),
+        ConnectorKind::Slack => Some((slack::pull::schema(), &[slack::pull::PULL_SECRET])),
         _ => None,
     }
 }
