@@ -31,7 +31,8 @@ struct Shop {
 impl Respond for Shop {
     fn respond(&self, req: &Request) -> ResponseTemplate {
         self.requests.lock().unwrap().push(Instant::now());
-        let q: BTreeMap<String, String> = req.url.query_pairs().map(|(k, v)| (k.into_owned(), v.into_owned())).collect();
+        let q: BTreeMap<String, String> =
+            req.url.query_pairs().map(|(k, v)| (k.into_owned(), v.into_owned())).collect();
         let limit: usize = q.get("limit").and_then(|l| l.parse().ok()).unwrap_or(50);
         let offset: usize = q.get("page_info").and_then(|p| p.parse().ok()).unwrap_or(0);
         let stream = if req.url.path().ends_with("orders.json") { "orders" } else { "customers" };
@@ -52,7 +53,8 @@ impl Respond for Shop {
             .collect();
         let mut resp = ResponseTemplate::new(200).set_body_json(json!({ stream: page }));
         if offset + limit < total {
-            let next = format!("{}/admin/api/2024-10/{stream}.json?limit={limit}&page_info={}", self.base, offset + limit);
+            let next =
+                format!("{}/admin/api/2024-10/{stream}.json?limit={limit}&page_info={}", self.base, offset + limit);
             resp = resp.insert_header("link", format!("<{next}>; rel=\"next\"").as_str());
         }
         resp
@@ -86,8 +88,10 @@ async fn run(customers: usize, rate: Option<f64>, label: &str) -> (Duration, u64
     config.sync.scheduler = false;
     let state = junction::build_state(config, true).await.unwrap();
     let id = ConnectorId::new();
-    let secrets: BTreeMap<String, String> =
-        [("client_secret", "bench"), ("access_token", "shpat_bench")].iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+    let secrets: BTreeMap<String, String> = [("client_secret", "bench"), ("access_token", "shpat_bench")]
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
     let mut pull = json!({"base_url": server.uri(), "interval_secs": 0, "page_size": 250});
     pull["rate_per_second"] = json!(rate.unwrap_or(10_000.0));
     state

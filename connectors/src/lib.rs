@@ -20,6 +20,7 @@
 //! | `slack` | `signing_secret` | `tolerance_secs` | `event_id` |
 //! | `wechat` | `token`, optional `encoding_aes_key` | `app_id`, `tolerance_secs` | `MsgId`, else `FromUserName:CreateTime` |
 //! | `standard_webhooks` | `secret` | `tolerance_secs` | `webhook-id` |
+//! | `hubspot` | `client_secret` | `tolerance_secs` | `eventId` (single-event deliveries) |
 //! | `generic_hmac` | `secret` | see [`generic_hmac::GenericHmacConfig`] | header or JSON pointer |
 //!
 //! Kinds that can also pull from the platform's API read their pull settings from
@@ -41,6 +42,7 @@ mod test_support;
 pub mod testing;
 
 pub mod generic_hmac;
+pub mod hubspot;
 pub mod jotform;
 pub mod shopify;
 pub mod slack;

@@ -5,8 +5,8 @@ use serde::Serialize;
 use serde_json::{Map, Value};
 
 use crate::{
-    generic_hmac, jotform, shopify, slack, square, standard_webhooks, stripe, twilio, typeform, wechat, whatsapp,
-    woocommerce, ConfigError, Connector, Puller, Secrets,
+    generic_hmac, hubspot, jotform, shopify, slack, square, standard_webhooks, stripe, twilio, typeform, wechat,
+    whatsapp, woocommerce, ConfigError, Connector, Puller, Secrets,
 };
 
 /// Every platform Junction can connect to.
@@ -24,6 +24,7 @@ pub enum ConnectorKind {
     Slack,
     Wechat,
     StandardWebhooks,
+    Hubspot,
     GenericHmac,
 }
 
@@ -37,7 +38,7 @@ pub struct UnknownKind {
 
 impl ConnectorKind {
     /// All kinds, in display order.
-    pub const ALL: [ConnectorKind; 12] = [
+    pub const ALL: [ConnectorKind; 13] = [
         Self::Shopify,
         Self::Woocommerce,
         Self::Stripe,
@@ -49,6 +50,7 @@ impl ConnectorKind {
         Self::Slack,
         Self::Wechat,
         Self::StandardWebhooks,
+        Self::Hubspot,
         Self::GenericHmac,
     ];
 
@@ -66,6 +68,7 @@ impl ConnectorKind {
             Self::Slack => "slack",
             Self::Wechat => "wechat",
             Self::StandardWebhooks => "standard_webhooks",
+            Self::Hubspot => "hubspot",
             Self::GenericHmac => "generic_hmac",
         }
     }
@@ -91,7 +94,7 @@ impl std::fmt::Display for ConnectorKind {
 pub struct KindDescriptor {
     pub kind: ConnectorKind,
     pub display_name: &'static str,
-    /// `forms`, `commerce`, `pos`, `payments`, `messaging` or `generic`.
+    /// `forms`, `commerce`, `pos`, `payments`, `messaging`, `crm` or `generic`.
     pub category: &'static str,
     /// `webhook`, `pull`.
     pub capabilities: Vec<&'static str>,
@@ -134,6 +137,7 @@ pub fn build(
         ConnectorKind::StandardWebhooks => {
             Box::new(standard_webhooks::StandardWebhooks::new(parse_config(config)?, secrets)?)
         }
+        ConnectorKind::Hubspot => Box::new(hubspot::Hubspot::new(parse_config(config)?, secrets)?),
         ConnectorKind::GenericHmac => Box::new(generic_hmac::GenericHmac::new(parse_config(config)?, secrets)?),
     })
 }
@@ -148,6 +152,7 @@ fn check_pull(kind: ConnectorKind, config: &Value) -> Result<(), ConfigError> {
         ConnectorKind::Typeform => typeform::pull::check(config),
         ConnectorKind::Twilio => twilio::pull::check(config),
         ConnectorKind::Slack => slack::pull::check(config),
+        ConnectorKind::Hubspot => hubspot::pull::check(config),
         _ => Err(ConfigError::Invalid { field: "pull".into(), reason: format!("{kind} connectors cannot pull") }),
     }
 }
@@ -167,6 +172,7 @@ pub fn build_puller(
         ConnectorKind::Typeform => Box::new(typeform::pull::TypeformPull::new(config, secrets)?),
         ConnectorKind::Twilio => Box::new(twilio::pull::TwilioPull::new(config, secrets)?),
         ConnectorKind::Slack => Box::new(slack::pull::SlackPull::new(config, secrets)?),
+        ConnectorKind::Hubspot => Box::new(hubspot::pull::HubspotPull::new(config, secrets)?),
         _ => return Ok(None),
     }))
 }
@@ -182,6 +188,7 @@ fn pull_support(kind: ConnectorKind) -> Option<(Value, &'static [&'static str])>
         // The auth token signs webhooks and authenticates API calls alike.
         ConnectorKind::Twilio => Some((twilio::pull::schema(), &[])),
         ConnectorKind::Slack => Some((slack::pull::schema(), &[slack::pull::PULL_SECRET])),
+        ConnectorKind::Hubspot => Some((hubspot::pull::schema(), &[hubspot::pull::PULL_SECRET])),
         _ => None,
     }
 }
@@ -236,6 +243,7 @@ impl ConnectorKind {
             Self::StandardWebhooks => {
                 ("Standard Webhooks", "generic", standard_webhooks::config_schema(), &[standard_webhooks::SECRET])
             }
+            Self::Hubspot => ("HubSpot", "crm", hubspot::config_schema(), &[hubspot::SECRET]),
             Self::GenericHmac => {
                 ("Generic HMAC webhook", "generic", generic_hmac::config_schema(), &[generic_hmac::SECRET])
             }
@@ -343,6 +351,9 @@ mod tests {
                 Value::Null,
                 include_bytes!("standard_webhooks/fixtures/contact_created.json"),
             ),
+            ConnectorKind::Hubspot => {
+                (s(&[("client_secret", "k")]), Value::Null, include_bytes!("hubspot/fixtures/contact_events.json"))
+            }
             ConnectorKind::GenericHmac => (
                 s(&[("secret", "k")]),
                 serde_json::json!({"signature_header": "x-signature", "prefix": "sha256=", "mapping": {"email": "/data/contact/email"}}),
@@ -380,7 +391,7 @@ mod tests {
 
     #[test]
     fn descriptors_describe_the_config_objects() {
-        let categories = ["forms", "commerce", "pos", "payments", "messaging", "generic"];
+        let categories = ["forms", "commerce", "pos", "payments", "messaging", "crm", "generic"];
         for kind in ConnectorKind::ALL {
             let d = kind.descriptor();
             assert!(categories.contains(&d.category), "{kind}");
@@ -421,6 +432,7 @@ mod tests {
             ConnectorKind::StandardWebhooks => {
                 serde_json::to_value(standard_webhooks::StandardWebhooksConfig::default())
             }
+            ConnectorKind::Hubspot => serde_json::to_value(hubspot::HubspotConfig::default()),
             ConnectorKind::GenericHmac => serde_json::to_value(generic_hmac::GenericHmacConfig::default()),
         }
         .unwrap()
@@ -437,7 +449,7 @@ mod tests {
 
     #[test]
     fn unknown_kind_lists_the_valid_ones() {
-        let err = ConnectorKind::parse("hubspot").unwrap_err();
+        let err = ConnectorKind::parse("mailchimp").unwrap_err();
         assert!(err.to_string().contains("shopify, woocommerce, stripe"));
         assert_eq!(ConnectorKind::parse(" Standard_Webhooks ").unwrap(), ConnectorKind::StandardWebhooks);
     }
