@@ -500,6 +500,7 @@ sync_backends!(
 
 async fn scheduled(backend: Backend) {
     let Some(app) = spawn_app_with(backend, |c| {
+        c.sync.scheduler = true;
         c.sync.tick_secs = 1;
         c.sync.allow_custom_hosts = true;
         c.security.master_key = Some(MASTER_KEY.into());
