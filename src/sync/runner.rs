@@ -104,8 +104,8 @@ pub struct PreparedRun {
     client: Arc<PullClient>,
     run: sync_run::Model,
     mode: SyncMode,
-    lock: SyncLock,
-    _claim: LocalClaim,
+    lock: Option<SyncLock>,
+    claim: Option<LocalClaim>,
 }
 
 /// Check the connector, take its pull locks (this process, then the database) and record
@@ -129,7 +129,7 @@ pub async fn prepare(state: &AppState, id: ConnectorId, mode: SyncMode) -> Resul
             return Err(e.into());
         }
     };
-    Ok(PreparedRun { state: state.clone(), conn, puller, client, run, mode, lock, _claim: claim })
+    Ok(PreparedRun { state: state.clone(), conn, puller, client, run, mode, lock: Some(lock), claim: Some(claim) })
 }
 
 /// The puller of a stored connector (decrypting its secrets).
@@ -160,7 +160,7 @@ impl PreparedRun {
 
     /// Pull every stream to its end (or the first error), then record the outcome.
     #[tracing::instrument(skip_all, fields(connector_id = %ConnectorId(self.conn.id), run_id = %self.run.id, mode = self.mode.as_str()))]
-    pub async fn execute(self) -> sync_run::Model {
+    pub async fn execute(mut self) -> sync_run::Model {
         let mut totals = Totals::default();
         let mut stream_name = String::new();
         let mut outcome: Result<(), String> = Ok(());
@@ -198,8 +198,13 @@ impl PreparedRun {
                 }
             }
         };
+        // Free the connector before announcing the end, so that whoever reacts to the final
+        // progress event can start the next run at once.
+        if let Some(lock) = self.lock.take() {
+            lock.release().await;
+        }
+        self.claim = None;
         self.publish(&stream_name, Totals { errors: totals.errors + final_errors, ..totals }, state);
-        self.lock.release().await;
         row
     }
 
