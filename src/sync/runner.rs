@@ -150,6 +150,8 @@ struct Totals {
     pages: i64,
     records: i64,
     errors: i64,
+    /// Errors counted in `errors` but not yet written to the run row.
+    unsaved_errors: i64,
 }
 
 impl PreparedRun {
@@ -182,7 +184,8 @@ impl PreparedRun {
         }
         metrics::counter!("junction_sync_runs_total", "kind" => self.conn.kind.clone(), "state" => state).increment(1);
         // Errors were counted per page as they committed; what remains is the final one.
-        let final_errors = i64::from(error.is_some());
+        let failed = i64::from(error.is_some());
+        let final_errors = failed + totals.unsaved_errors;
         let row = match self.state.store.finish_sync_run(self.run.id, state, final_errors, error.clone()).await {
             Ok(r) => r,
             Err(e) => {
@@ -193,7 +196,7 @@ impl PreparedRun {
                     finished_at: Some(Utc::now()),
                     pages: totals.pages,
                     records: totals.records,
-                    errors: totals.errors + final_errors,
+                    errors: totals.errors + failed,
                     ..self.run.clone()
                 }
             }
@@ -204,7 +207,7 @@ impl PreparedRun {
             lock.release().await;
         }
         self.claim = None;
-        self.publish(&stream_name, Totals { errors: totals.errors + final_errors, ..totals }, state);
+        self.publish(&stream_name, Totals { errors: totals.errors + failed, ..totals }, state);
         row
     }
 
@@ -244,14 +247,30 @@ impl PreparedRun {
             });
         }
         let page_size = self.puller.settings().page_size(u32::MAX).min(1000);
+        // A stored page token may have expired since an interrupted run (platform cursors
+        // are short-lived); if the platform refuses it, restart this stream's run from its
+        // first page (same lower bound) instead of failing forever.
+        let mut resumed_token = resume && cursor.run.as_ref().is_some_and(|r| r.page.is_some());
         loop {
             let Some(run) = cursor.run.clone() else { return Ok(()) };
             let pos = PullPosition { stream, page: run.page.as_ref(), since: run.since.as_ref(), page_size };
             let request = self.puller.request(&pos).map_err(|e| e.to_string())?;
-            let (response, stats) = match self.client.send(self.puller.as_ref(), &request).await {
+            let sent = self.client.send(self.puller.as_ref(), &request).await;
+            let first_after_resume = std::mem::replace(&mut resumed_token, false);
+            let (response, stats) = match sent {
                 Ok(r) => r,
+                Err(PullError::Status { status: 400 | 404 | 410 | 422, .. }) if first_after_resume => {
+                    tracing::warn!(stream, "stored page token refused; restarting the stream from its first page");
+                    totals.errors += 1;
+                    totals.unsaved_errors += 1;
+                    if let Some(r) = cursor.run.as_mut() {
+                        r.page = None;
+                    }
+                    continue;
+                }
                 Err(e) => {
                     totals.errors += retries_of(&e);
+                    totals.unsaved_errors += retries_of(&e);
                     return Err(format!("{stream}: {e}"));
                 }
             };
@@ -294,7 +313,8 @@ impl PreparedRun {
             }
             let errors = i64::from(stats.rate_limited + stats.failures);
             let count = records.len() as i64;
-            self.commit_page(stream, records, &new_cursor, count, errors).await?;
+            self.commit_page(stream, records, &new_cursor, count, errors + totals.unsaved_errors).await?;
+            totals.unsaved_errors = 0;
             cursor = new_cursor;
             totals.pages += 1;
             totals.records += count;

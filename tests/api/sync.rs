@@ -88,7 +88,10 @@ impl Respond for MockShop {
                 if get("updated_at_min").is_some() || get("order").is_some() {
                     return ResponseTemplate::new(400).set_body_json(json!({"errors": "page_info: other params"}));
                 }
-                let (o, m) = token.split_once('~').unwrap();
+                let Some((o, m)) = token.split_once('~') else {
+                    return ResponseTemplate::new(400)
+                        .set_body_json(json!({"errors": {"page_info": ["Invalid value."]}}));
+                };
                 (o.parse::<usize>().unwrap(), (!m.is_empty()).then(|| m.to_string()))
             }
             None => (0, get("updated_at_min")),
@@ -845,7 +848,29 @@ async fn hubspot_pulls_contacts_and_honours_its_rate_headers(app: TestApp) {
     assert_eq!(customer_count(&app).await, 4);
 }
 
+async fn an_expired_page_token_restarts_the_stream(app: TestApp) {
+    let customers: Vec<Value> = (1..=5).map(|i| customer(300 + i, i as i64)).collect();
+    let (_server, shop) = MockShop::start(customers).await;
+    let id = create_shopify(&app, &shop.base, json!({"page_size": 2, "interval_secs": 0})).await;
+    // An interrupted backfill whose page token the platform no longer accepts.
+    let state = json!({"watermark": null, "run": {"mode": "backfill", "page": "expired-token", "since": null, "high": null, "pages": 3}});
+    let tx = app.state.store.write().await.unwrap();
+    app.state.store.save_sync_cursor(&tx, parse_id(&id), "customers", &state).await.unwrap();
+    tx.commit().await.unwrap();
+    let c = app.gql_ok(RUNS, json!({"id": id})).await["connector"].clone();
+    assert_eq!(c["cursor"][0]["inProgress"], true);
+    start_sync(&app, &id, "INCREMENTAL").await;
+    let c = finished(&app, &id).await;
+    let run = &c["syncRuns"][0];
+    assert_eq!(run["state"], "SUCCEEDED", "{c}");
+    assert_eq!(run["records"], 5, "the stream restarted from its first page: {c}");
+    assert_eq!(run["errors"], 1);
+    let reqs = shop.requests();
+    assert!(reqs[0].1.contains("page_info=expired-token") && !reqs[1].1.contains("page_info"), "{reqs:?}");
+}
+
 sync_backends!(
+    an_expired_page_token_restarts_the_stream,
     typeform_inclusive_cursor_drops_the_repeated_response,
     stripe_and_woocommerce_paginate_their_own_way,
     hubspot_pulls_contacts_and_honours_its_rate_headers,
