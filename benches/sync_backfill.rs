@@ -159,7 +159,11 @@ fn main() {
             println!("| {s} | {c} |");
         }
         let max = buckets.values().max().copied().unwrap_or(0);
-        println!("\nmax per aligned second: {max}; max in any sliding 1 s window: {max_window}; mean: {:.2} req/s",
-            (requests.len() - 1) as f64 / (*requests.last().unwrap() - t0).as_secs_f64());
+        let min_gap = requests.windows(2).map(|w| w[1] - w[0]).min().unwrap_or_default();
+        println!(
+            "\nmax per aligned second: {max}; max in any sliding 1 s window: {max_window}; smallest gap between arrivals: {:.1} ms; mean: {:.2} req/s",
+            min_gap.as_secs_f64() * 1000.0,
+            (requests.len() - 1) as f64 / (*requests.last().unwrap() - t0).as_secs_f64()
+        );
     });
 }
