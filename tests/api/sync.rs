@@ -869,7 +869,94 @@ async fn an_expired_page_token_restarts_the_stream(app: TestApp) {
     assert!(reqs[0].1.contains("page_info=expired-token") && !reqs[1].1.contains("page_info"), "{reqs:?}");
 }
 
+async fn square_twilio_and_slack_follow_their_cursors(app: TestApp) {
+    // Square: POST search, `cursor` in the body.
+    let (square, seen_sq) = fn_mock(move |req| {
+        let body: Value = serde_json::from_slice(&req.body).unwrap();
+        let start: usize = body["cursor"].as_str().map(|c| c.parse().unwrap()).unwrap_or(0);
+        let customers: Vec<Value> = (start..(start + 2).min(3))
+            .map(|i| json!({"id": format!("SQ{i}"), "email_address": format!("sq{i}@acme-mail.io"), "updated_at": "2024-05-01T10:00:00Z"}))
+            .collect();
+        let mut out = json!({"customers": customers});
+        if start + 2 < 3 {
+            out["cursor"] = json!((start + 2).to_string());
+        }
+        ResponseTemplate::new(200).set_body_json(out)
+    })
+    .await;
+    let id = create(
+        &app,
+        "square",
+        json!({"pull": {"base_url": square.uri(), "page_size": 2, "interval_secs": 0}}),
+        json!({"signature_key": "k", "access_token": "EAAA"}),
+    )
+    .await;
+    start_sync(&app, &id, "BACKFILL").await;
+    let c = finished(&app, &id).await;
+    assert_eq!(
+        (c["syncRuns"][0]["state"].as_str(), c["syncRuns"][0]["records"].as_i64()),
+        (Some("SUCCEEDED"), Some(3)),
+        "{c}"
+    );
+    assert!(seen_sq.lock().unwrap().iter().all(|r| r.starts_with("POST /v2/customers/search")));
+
+    // Twilio: `next_page_uri` on the API host; messages become customers by phone.
+    const SID: &str = "AC0123456789abcdef0123456789abcdef";
+    let (twilio, _) = fn_mock(move |req| {
+        let page: usize = query(req, "Page").and_then(|p| p.parse().ok()).unwrap_or(0);
+        let messages: Vec<Value> = (page * 2..(page * 2 + 2).min(3))
+            .map(|i| json!({"sid": format!("SM{i}"), "direction": "inbound", "from": format!("+1415555010{i}"), "to": "+14155550199",
+                            "body": "hi", "date_sent": "Wed, 01 May 2024 10:00:00 +0000"}))
+            .collect();
+        let next = (page == 0).then(|| format!("/2010-04-01/Accounts/{SID}/Messages.json?PageSize=2&Page=1&PageToken=PA1"));
+        ResponseTemplate::new(200).set_body_json(json!({"messages": messages, "next_page_uri": next}))
+    })
+    .await;
+    let id = create(
+        &app,
+        "twilio",
+        json!({"pull": {"account_sid": SID, "base_url": twilio.uri(), "page_size": 2, "interval_secs": 0}}),
+        json!({"auth_token": "tok"}),
+    )
+    .await;
+    start_sync(&app, &id, "BACKFILL").await;
+    let c = finished(&app, &id).await;
+    assert_eq!(
+        (c["syncRuns"][0]["state"].as_str(), c["syncRuns"][0]["records"].as_i64()),
+        (Some("SUCCEEDED"), Some(3)),
+        "{c}"
+    );
+
+    // Slack: users.list, `response_metadata.next_cursor`; an empty cursor ends the list.
+    let (slack, _) = fn_mock(move |req| {
+        let cursor = query(req, "cursor");
+        let (members, next) = match cursor.as_deref() {
+            None => (vec![json!({"id": "U1", "updated": 1714557600, "profile": {"email": "u1@acme-mail.io"}})], "c2"),
+            _ => (vec![json!({"id": "U2", "updated": 1714557601, "profile": {"email": "u2@acme-mail.io"}})], ""),
+        };
+        ResponseTemplate::new(200)
+            .set_body_json(json!({"ok": true, "members": members, "response_metadata": {"next_cursor": next}}))
+    })
+    .await;
+    let id = create(
+        &app,
+        "slack",
+        json!({"pull": {"base_url": slack.uri(), "rate_per_second": 50, "interval_secs": 0}}),
+        json!({"signing_secret": "s", "bot_token": "xoxb-1"}),
+    )
+    .await;
+    start_sync(&app, &id, "BACKFILL").await;
+    let c = finished(&app, &id).await;
+    assert_eq!(
+        (c["syncRuns"][0]["state"].as_str(), c["syncRuns"][0]["records"].as_i64()),
+        (Some("SUCCEEDED"), Some(2)),
+        "{c}"
+    );
+    assert_eq!(customer_count(&app).await, 8);
+}
+
 sync_backends!(
+    square_twilio_and_slack_follow_their_cursors,
     an_expired_page_token_restarts_the_stream,
     typeform_inclusive_cursor_drops_the_repeated_response,
     stripe_and_woocommerce_paginate_their_own_way,
