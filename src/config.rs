@@ -26,6 +26,38 @@ pub struct Config {
     pub graphql: GraphqlConfig,
     pub ingest: IngestConfig,
     pub security: SecurityConfig,
+    pub sync: SyncConfig,
+}
+
+/// Pull sync (see README "Pull sync"). Per-connector settings (interval, rate) live in the
+/// connector's `config.pull`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SyncConfig {
+    /// Run scheduled pulls in this process.
+    pub scheduler: bool,
+    /// How often the scheduler looks for connectors that are due, in seconds.
+    pub tick_secs: u64,
+    /// Per-request timeout, in seconds.
+    pub request_timeout_secs: u64,
+    /// Retries of a 5xx, timeout or connection error per request.
+    pub max_retries: u32,
+    /// Retries of a 429 per request.
+    pub max_rate_limited_retries: u32,
+    /// First retry delay in milliseconds (doubles per attempt, with jitter).
+    pub base_backoff_ms: u64,
+    /// Longest retry delay in milliseconds.
+    pub max_backoff_ms: u64,
+    /// A longer `Retry-After` (seconds) fails the run; the next scheduled run tries again.
+    pub max_retry_after_secs: u64,
+    /// Consecutive failed requests that open a connector's circuit.
+    pub breaker_threshold: u32,
+    /// How long an open circuit refuses requests, in seconds.
+    pub breaker_cooldown_secs: u64,
+    /// Let connectors' `pull.base_url` point anywhere (plain http, any host). For tests
+    /// against mock servers only: it disables the protection against a connector config
+    /// sending credentials to a foreign host.
+    pub allow_custom_hosts: bool,
 }
 
 #[derive(Clone, Default, Serialize, Deserialize)]
@@ -157,6 +189,25 @@ impl Default for Config {
             graphql: GraphqlConfig::default(),
             ingest: IngestConfig::default(),
             security: SecurityConfig::default(),
+            sync: SyncConfig::default(),
+        }
+    }
+}
+
+impl Default for SyncConfig {
+    fn default() -> Self {
+        Self {
+            scheduler: true,
+            tick_secs: 5,
+            request_timeout_secs: 30,
+            max_retries: 5,
+            max_rate_limited_retries: 30,
+            base_backoff_ms: 500,
+            max_backoff_ms: 30_000,
+            max_retry_after_secs: 300,
+            breaker_threshold: 8,
+            breaker_cooldown_secs: 60,
+            allow_custom_hosts: false,
         }
     }
 }
@@ -293,6 +344,12 @@ impl Config {
         }
         if self.ingest.max_attempts < 1 {
             return Err(ConfigError::Invalid { key: "ingest.max_attempts", expected: "at least 1".into() });
+        }
+        if self.sync.tick_secs == 0 || self.sync.request_timeout_secs == 0 || self.sync.breaker_threshold == 0 {
+            return Err(ConfigError::Invalid {
+                key: "sync",
+                expected: "tick_secs, request_timeout_secs and breaker_threshold of at least 1".into(),
+            });
         }
         if let Some(k) = &self.security.master_key {
             if crate::secrets::Cipher::from_base64(k).is_err() {

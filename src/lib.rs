@@ -14,6 +14,7 @@ pub mod ids;
 pub mod ingest;
 pub mod secrets;
 pub mod store;
+pub mod sync;
 pub mod telemetry;
 
 use std::future::Future;
@@ -58,6 +59,8 @@ pub struct AppState {
     pub wake: Arc<tokio::sync::Notify>,
     /// Per-API-key request limiter.
     pub limiter: Arc<KeyLimiter>,
+    /// Pull clients, running pulls and their progress.
+    pub sync: Arc<sync::SyncHub>,
 }
 
 /// A rate limiter keyed by API key id.
@@ -99,6 +102,29 @@ pub async fn open_store(config: &Config, migrate: bool) -> anyhow::Result<Store>
     Ok(store)
 }
 
+/// The shared state without a server or background tasks (used by `serve` and by CLI
+/// commands such as `sync`).
+pub async fn build_state(config: Config, migrate: bool) -> anyhow::Result<AppState> {
+    let store = open_store(&config, migrate).await?;
+    let extractor = Arc::new(key_extractor(&config)?);
+    let (changes, _) = broadcast::channel(1024);
+    let cipher = secrets::Cipher::load(config.security.master_key.as_deref(), &config.data_dir)?;
+    let wake = Arc::new(tokio::sync::Notify::new());
+    let sync = Arc::new(sync::SyncHub::new(&config.sync));
+    if let Some(key) = &config.security.bootstrap_admin_key {
+        store
+            .ensure_api_key("bootstrap", "admin", &access::keys::prefix(key), &access::keys::hash(key))
+            .await
+            .map_err(|e| anyhow::anyhow!("cannot store the bootstrap key: {e}"))?;
+    }
+    let quota = governor::Quota::per_second(
+        std::num::NonZeroU32::new(config.graphql.rate_limit_per_second).unwrap_or(std::num::NonZeroU32::MIN),
+    )
+    .allow_burst(std::num::NonZeroU32::new(config.graphql.rate_limit_burst).unwrap_or(std::num::NonZeroU32::MIN));
+    let limiter = Arc::new(governor::RateLimiter::hashmap(quota));
+    Ok(AppState { config: Arc::new(config), store, extractor, changes, cipher, wake, sync, limiter })
+}
+
 /// A built server, ready to run.
 pub struct Application {
     state: AppState,
@@ -109,26 +135,12 @@ impl Application {
     /// Connect, migrate (unless disabled) and bind.
     pub async fn build(config: Config, listener: TcpListener) -> anyhow::Result<Self> {
         telemetry::install_metrics();
-        let store = open_store(&config, config.database.migrate_on_start).await?;
-        let extractor = Arc::new(key_extractor(&config)?);
-        let (changes, _) = broadcast::channel(1024);
-        let cipher = secrets::Cipher::load(config.security.master_key.as_deref(), &config.data_dir)?;
-        let wake = Arc::new(tokio::sync::Notify::new());
-        let workers = config.ingest.workers;
-        if let Some(key) = &config.security.bootstrap_admin_key {
-            store
-                .ensure_api_key("bootstrap", "admin", &access::keys::prefix(key), &access::keys::hash(key))
-                .await
-                .map_err(|e| anyhow::anyhow!("cannot store the bootstrap key: {e}"))?;
+        let migrate = config.database.migrate_on_start;
+        let state = build_state(config, migrate).await?;
+        ingest::worker::spawn_workers(state.clone(), state.wake.clone(), state.config.ingest.workers);
+        if state.config.sync.scheduler {
+            sync::scheduler::spawn(state.clone());
         }
-        let quota = governor::Quota::per_second(
-            std::num::NonZeroU32::new(config.graphql.rate_limit_per_second).unwrap_or(std::num::NonZeroU32::MIN),
-        )
-        .allow_burst(std::num::NonZeroU32::new(config.graphql.rate_limit_burst).unwrap_or(std::num::NonZeroU32::MIN));
-        let limiter = Arc::new(governor::RateLimiter::hashmap(quota));
-        let state =
-            AppState { config: Arc::new(config), store, extractor, changes, cipher, wake: wake.clone(), limiter };
-        ingest::worker::spawn_workers(state.clone(), wake, workers);
         Ok(Self { state, listener })
     }
 

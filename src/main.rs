@@ -47,6 +47,16 @@ enum Command {
         #[command(subcommand)]
         command: DedupeCommand,
     },
+    /// Pull a connector now (by id or name) and wait for the end, with a progress bar.
+    /// Resumes an interrupted pull from its cursor. Exit status 2 when another process is
+    /// pulling this connector.
+    Sync {
+        /// The connector's id (`con_…`) or name.
+        connector: String,
+        /// Read everything from the first page instead of what changed since the last pull.
+        #[arg(long)]
+        backfill: bool,
+    },
     /// Export every customer with identities as JSON Lines.
     Export {
         /// Output file (default: standard output).
@@ -238,6 +248,7 @@ fn main() -> anyhow::Result<()> {
                 println!("records={} p50={:.3}ms p99={:.3}ms max={:.3}ms", l.records, l.p50_ms, l.p99_ms, l.max_ms);
                 Ok(())
             }
+            Command::Sync { connector, backfill } => sync_command(config, &connector, backfill).await,
             Command::Export { output } => {
                 let store = junction::open_store(&config, true).await?;
                 let n = match output {
@@ -253,4 +264,78 @@ fn main() -> anyhow::Result<()> {
             }
         }
     })
+}
+
+/// `junction sync <connector> [--backfill]`.
+async fn sync_command(config: Config, connector: &str, backfill: bool) -> anyhow::Result<()> {
+    use junction::sync::{SyncError, SyncMode};
+    let state = junction::build_state(config, true).await?;
+    let id = match junction::ids::ConnectorId::parse(connector) {
+        Ok(id) => id,
+        Err(_) => {
+            let all = state.store.connectors().await.map_err(|e| anyhow::anyhow!("cannot list connectors: {e}"))?;
+            let found = all.into_iter().find(|c| c.name == connector);
+            junction::ids::ConnectorId(found.with_context(|| format!("no connector with id or name `{connector}`"))?.id)
+        }
+    };
+    let mode = if backfill { SyncMode::Backfill } else { SyncMode::Incremental };
+    let run = match junction::sync::prepare(&state, id, mode).await {
+        Ok(r) => r,
+        Err(SyncError::Busy) => {
+            eprintln!("another process is pulling this connector; try again when it is done");
+            std::process::exit(2);
+        }
+        Err(e) => anyhow::bail!("cannot pull: {e}"),
+    };
+    let mut progress = state.sync.progress.subscribe();
+    let bar = if std::io::stderr().is_terminal() {
+        let b = indicatif::ProgressBar::new_spinner();
+        if let Ok(style) = indicatif::ProgressStyle::with_template("{spinner} {elapsed_precise} {msg}") {
+            b.set_style(style);
+        }
+        b.enable_steady_tick(std::time::Duration::from_millis(120));
+        Some(b)
+    } else {
+        None
+    };
+    let started = std::time::Instant::now();
+    let task = tokio::spawn(run.execute());
+    let reporter = async {
+        loop {
+            let p = match progress.recv().await {
+                Ok(p) => p,
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => break,
+            };
+            let rate = p.records as f64 / started.elapsed().as_secs_f64().max(0.001);
+            let msg = format!(
+                "{} page {} · {} records · {:.0} records/s · {} errors",
+                p.stream, p.pages, p.records, rate, p.errors
+            );
+            match &bar {
+                Some(b) => b.set_message(msg),
+                None => eprintln!("{msg}"),
+            }
+        }
+    };
+    let finished = tokio::select! {
+        r = task => r.context("the pull task failed")?,
+        _ = reporter => anyhow::bail!("progress channel closed"),
+    };
+    if let Some(b) = bar {
+        b.finish_and_clear();
+    }
+    println!(
+        "{} {}: {} pages, {} records, {} errors in {:.1} s",
+        finished.mode,
+        finished.state,
+        finished.pages,
+        finished.records,
+        finished.errors,
+        started.elapsed().as_secs_f64()
+    );
+    match finished.last_error {
+        Some(e) => anyhow::bail!("pull failed: {e}"),
+        None => Ok(()),
+    }
 }

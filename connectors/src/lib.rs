@@ -20,14 +20,20 @@
 //! | `slack` | `signing_secret` | `tolerance_secs` | `event_id` |
 //! | `wechat` | `token`, optional `encoding_aes_key` | `app_id`, `tolerance_secs` | `MsgId`, else `FromUserName:CreateTime` |
 //! | `standard_webhooks` | `secret` | `tolerance_secs` | `webhook-id` |
+//! | `hubspot` | `client_secret` | `tolerance_secs` | `eventId` (single-event deliveries) |
 //! | `generic_hmac` | `secret` | see [`generic_hmac::GenericHmacConfig`] | header or JSON pointer |
+//!
+//! Kinds that can also pull from the platform's API read their pull settings from
+//! `config.pull` and their API credential from a secret; see [`pull`] and [`build_puller`].
 //!
 //! Without an id of its own a delivery's dedupe key is `sha256:<hex of the raw body>`.
 //! Each platform module documents exactly what is signed; [`testing::sign`] produces
 //! deliveries a genuine platform would send.
 
 pub mod form;
+pub mod http;
 pub(crate) mod payload;
+pub mod pull;
 pub mod record;
 pub mod registry;
 pub mod signature;
@@ -36,6 +42,7 @@ mod test_support;
 pub mod testing;
 
 pub mod generic_hmac;
+pub mod hubspot;
 pub mod jotform;
 pub mod shopify;
 pub mod slack;
@@ -48,8 +55,9 @@ pub mod wechat;
 pub mod whatsapp;
 pub mod woocommerce;
 
+pub use pull::{PullError, Puller};
 pub use record::*;
-pub use registry::{build, ConnectorKind, KindDescriptor, UnknownKind};
+pub use registry::{build, build_puller, ConnectorKind, KindDescriptor, UnknownKind};
 
 use chrono::{DateTime, Utc};
 

@@ -5,8 +5,8 @@ use serde::Serialize;
 use serde_json::{Map, Value};
 
 use crate::{
-    generic_hmac, jotform, shopify, slack, square, standard_webhooks, stripe, twilio, typeform, wechat, whatsapp,
-    woocommerce, ConfigError, Connector, Secrets,
+    generic_hmac, hubspot, jotform, shopify, slack, square, standard_webhooks, stripe, twilio, typeform, wechat,
+    whatsapp, woocommerce, ConfigError, Connector, Puller, Secrets,
 };
 
 /// Every platform Junction can connect to.
@@ -24,6 +24,7 @@ pub enum ConnectorKind {
     Slack,
     Wechat,
     StandardWebhooks,
+    Hubspot,
     GenericHmac,
 }
 
@@ -37,7 +38,7 @@ pub struct UnknownKind {
 
 impl ConnectorKind {
     /// All kinds, in display order.
-    pub const ALL: [ConnectorKind; 12] = [
+    pub const ALL: [ConnectorKind; 13] = [
         Self::Shopify,
         Self::Woocommerce,
         Self::Stripe,
@@ -49,6 +50,7 @@ impl ConnectorKind {
         Self::Slack,
         Self::Wechat,
         Self::StandardWebhooks,
+        Self::Hubspot,
         Self::GenericHmac,
     ];
 
@@ -66,6 +68,7 @@ impl ConnectorKind {
             Self::Slack => "slack",
             Self::Wechat => "wechat",
             Self::StandardWebhooks => "standard_webhooks",
+            Self::Hubspot => "hubspot",
             Self::GenericHmac => "generic_hmac",
         }
     }
@@ -91,7 +94,7 @@ impl std::fmt::Display for ConnectorKind {
 pub struct KindDescriptor {
     pub kind: ConnectorKind,
     pub display_name: &'static str,
-    /// `forms`, `commerce`, `pos`, `payments`, `messaging` or `generic`.
+    /// `forms`, `commerce`, `pos`, `payments`, `messaging`, `crm` or `generic`.
     pub category: &'static str,
     /// `webhook`, `pull`.
     pub capabilities: Vec<&'static str>,
@@ -108,6 +111,18 @@ pub fn build(
     config: &serde_json::Value,
     secrets: &Secrets,
 ) -> Result<Box<dyn Connector>, ConfigError> {
+    // `config.pull` belongs to the puller: validated here, hidden from the webhook side.
+    let stripped;
+    let config = match config.get("pull") {
+        Some(_) => {
+            check_pull(kind, config)?;
+            let mut m = config.as_object().cloned().unwrap_or_default();
+            m.remove("pull");
+            stripped = Value::Object(m);
+            &stripped
+        }
+        None => config,
+    };
     Ok(match kind {
         ConnectorKind::Shopify => Box::new(shopify::Shopify::new(parse_config(config)?, secrets)?),
         ConnectorKind::Woocommerce => Box::new(woocommerce::Woocommerce::new(parse_config(config)?, secrets)?),
@@ -122,8 +137,60 @@ pub fn build(
         ConnectorKind::StandardWebhooks => {
             Box::new(standard_webhooks::StandardWebhooks::new(parse_config(config)?, secrets)?)
         }
+        ConnectorKind::Hubspot => Box::new(hubspot::Hubspot::new(parse_config(config)?, secrets)?),
         ConnectorKind::GenericHmac => Box::new(generic_hmac::GenericHmac::new(parse_config(config)?, secrets)?),
     })
+}
+
+/// Check `config.pull` of `kind` (no credentials needed).
+fn check_pull(kind: ConnectorKind, config: &Value) -> Result<(), ConfigError> {
+    match kind {
+        ConnectorKind::Shopify => shopify::pull::check(config),
+        ConnectorKind::Woocommerce => woocommerce::pull::check(config),
+        ConnectorKind::Stripe => stripe::pull::check(config),
+        ConnectorKind::Square => square::pull::check(config),
+        ConnectorKind::Typeform => typeform::pull::check(config),
+        ConnectorKind::Twilio => twilio::pull::check(config),
+        ConnectorKind::Slack => slack::pull::check(config),
+        ConnectorKind::Hubspot => hubspot::pull::check(config),
+        _ => Err(ConfigError::Invalid { field: "pull".into(), reason: format!("{kind} connectors cannot pull") }),
+    }
+}
+
+/// Build the puller of a connector from its config (`config.pull`) and secrets. `Ok(None)`
+/// when the kind has no pull API; `MissingSecret` names the credential when it is not set.
+pub fn build_puller(
+    kind: ConnectorKind,
+    config: &serde_json::Value,
+    secrets: &Secrets,
+) -> Result<Option<Box<dyn Puller>>, ConfigError> {
+    Ok(Some(match kind {
+        ConnectorKind::Shopify => Box::new(shopify::pull::ShopifyPull::new(config, secrets)?),
+        ConnectorKind::Woocommerce => Box::new(woocommerce::pull::WoocommercePull::new(config, secrets)?),
+        ConnectorKind::Stripe => Box::new(stripe::pull::StripePull::new(config, secrets)?),
+        ConnectorKind::Square => Box::new(square::pull::SquarePull::new(config, secrets)?),
+        ConnectorKind::Typeform => Box::new(typeform::pull::TypeformPull::new(config, secrets)?),
+        ConnectorKind::Twilio => Box::new(twilio::pull::TwilioPull::new(config, secrets)?),
+        ConnectorKind::Slack => Box::new(slack::pull::SlackPull::new(config, secrets)?),
+        ConnectorKind::Hubspot => Box::new(hubspot::pull::HubspotPull::new(config, secrets)?),
+        _ => return Ok(None),
+    }))
+}
+
+/// The `pull` schema and pull secrets of kinds that can pull.
+fn pull_support(kind: ConnectorKind) -> Option<(Value, &'static [&'static str])> {
+    match kind {
+        ConnectorKind::Shopify => Some((shopify::pull::schema(), &[shopify::pull::PULL_SECRET])),
+        ConnectorKind::Woocommerce => Some((woocommerce::pull::schema(), &woocommerce::pull::PULL_SECRETS)),
+        ConnectorKind::Stripe => Some((stripe::pull::schema(), &[stripe::pull::PULL_SECRET])),
+        ConnectorKind::Square => Some((square::pull::schema(), &[square::pull::PULL_SECRET])),
+        ConnectorKind::Typeform => Some((typeform::pull::schema(), &[typeform::pull::PULL_SECRET])),
+        // The auth token signs webhooks and authenticates API calls alike.
+        ConnectorKind::Twilio => Some((twilio::pull::schema(), &[])),
+        ConnectorKind::Slack => Some((slack::pull::schema(), &[slack::pull::PULL_SECRET])),
+        ConnectorKind::Hubspot => Some((hubspot::pull::schema(), &[hubspot::pull::PULL_SECRET])),
+        _ => None,
+    }
 }
 
 /// Read a config object into `T`, naming the offending field on error. `null` is `{}`.
@@ -176,18 +243,22 @@ impl ConnectorKind {
             Self::StandardWebhooks => {
                 ("Standard Webhooks", "generic", standard_webhooks::config_schema(), &[standard_webhooks::SECRET])
             }
+            Self::Hubspot => ("HubSpot", "crm", hubspot::config_schema(), &[hubspot::SECRET]),
             Self::GenericHmac => {
                 ("Generic HMAC webhook", "generic", generic_hmac::config_schema(), &[generic_hmac::SECRET])
             }
         };
-        KindDescriptor {
-            kind: self,
-            display_name,
-            category,
-            capabilities: vec!["webhook"],
-            config_schema,
-            secret_fields: secret_fields.to_vec(),
+        let mut config_schema = config_schema;
+        let mut secret_fields = secret_fields.to_vec();
+        let mut capabilities = vec!["webhook"];
+        if let Some((pull, pull_secrets)) = pull_support(self) {
+            capabilities.push("pull");
+            secret_fields.extend_from_slice(pull_secrets);
+            if let Some(props) = config_schema.get_mut("properties").and_then(Value::as_object_mut) {
+                props.insert("pull".into(), pull);
+            }
         }
+        KindDescriptor { kind: self, display_name, category, capabilities, config_schema, secret_fields }
     }
 }
 
@@ -280,6 +351,9 @@ mod tests {
                 Value::Null,
                 include_bytes!("standard_webhooks/fixtures/contact_created.json"),
             ),
+            ConnectorKind::Hubspot => {
+                (s(&[("client_secret", "k")]), Value::Null, include_bytes!("hubspot/fixtures/contact_events.json"))
+            }
             ConnectorKind::GenericHmac => (
                 s(&[("secret", "k")]),
                 serde_json::json!({"signature_header": "x-signature", "prefix": "sha256=", "mapping": {"email": "/data/contact/email"}}),
@@ -317,7 +391,7 @@ mod tests {
 
     #[test]
     fn descriptors_describe_the_config_objects() {
-        let categories = ["forms", "commerce", "pos", "payments", "messaging", "generic"];
+        let categories = ["forms", "commerce", "pos", "payments", "messaging", "crm", "generic"];
         for kind in ConnectorKind::ALL {
             let d = kind.descriptor();
             assert!(categories.contains(&d.category), "{kind}");
@@ -327,6 +401,9 @@ mod tests {
             // The schema lists exactly the fields the config struct accepts.
             let defaults = default_config_json(kind);
             let mut accepted: Vec<String> = defaults.as_object().unwrap().keys().cloned().collect();
+            if d.capabilities.contains(&"pull") {
+                accepted.push("pull".into());
+            }
             let mut described: Vec<String> =
                 d.config_schema["properties"].as_object().unwrap().keys().cloned().collect();
             accepted.sort();
@@ -355,6 +432,7 @@ mod tests {
             ConnectorKind::StandardWebhooks => {
                 serde_json::to_value(standard_webhooks::StandardWebhooksConfig::default())
             }
+            ConnectorKind::Hubspot => serde_json::to_value(hubspot::HubspotConfig::default()),
             ConnectorKind::GenericHmac => serde_json::to_value(generic_hmac::GenericHmacConfig::default()),
         }
         .unwrap()
@@ -371,7 +449,7 @@ mod tests {
 
     #[test]
     fn unknown_kind_lists_the_valid_ones() {
-        let err = ConnectorKind::parse("hubspot").unwrap_err();
+        let err = ConnectorKind::parse("mailchimp").unwrap_err();
         assert!(err.to_string().contains("shopify, woocommerce, stripe"));
         assert_eq!(ConnectorKind::parse(" Standard_Webhooks ").unwrap(), ConnectorKind::StandardWebhooks);
     }

@@ -27,8 +27,8 @@ use chrono::{DateTime, Utc};
 
 use crate::registry::parse_config;
 use crate::{
-    generic_hmac, jotform, shopify, slack, square, standard_webhooks, stripe, twilio, typeform, wechat, whatsapp,
-    woocommerce, ConfigError, ConnectorKind, Secrets, StoredEvent, WebhookRequest,
+    generic_hmac, hubspot, jotform, shopify, slack, square, standard_webhooks, stripe, twilio, typeform, wechat,
+    whatsapp, woocommerce, ConfigError, ConnectorKind, Secrets, StoredEvent, WebhookRequest,
 };
 
 /// A complete HTTP request as a platform would send it.
@@ -191,6 +191,7 @@ pub fn sign_with_config(
         ConnectorKind::Slack => slack::sign(secrets, url, body, now),
         ConnectorKind::Wechat => wechat::sign(&parse_config(config)?, secrets, url, body, now),
         ConnectorKind::StandardWebhooks => standard_webhooks::sign(secrets, url, body, now),
+        ConnectorKind::Hubspot => hubspot::sign(secrets, url, body, now),
         ConnectorKind::GenericHmac => {
             let cfg = if config.is_null() { generic_hmac::GenericHmacConfig::default() } else { parse_config(config)? };
             generic_hmac::sign(&cfg, secrets, url, body, now)

@@ -4,6 +4,7 @@ pub use sea_orm_migration::prelude::*;
 
 mod m20261123_000001_initial;
 mod m20261123_000002_identity_rules;
+mod m20261123_000003_sync;
 mod m20261123_000004_access;
 
 pub struct Migrator;
@@ -14,6 +15,7 @@ impl MigratorTrait for Migrator {
         vec![
             Box::new(m20261123_000001_initial::Migration),
             Box::new(m20261123_000002_identity_rules::Migration),
+            Box::new(m20261123_000003_sync::Migration),
             Box::new(m20261123_000004_access::Migration),
         ]
     }

@@ -82,6 +82,18 @@ impl Connector {
         let rows = state(ctx).store.inbox_counts(ConnectorId(self.0.id)).await.map_err(ApiError::from)?;
         Ok(rows.into_iter().map(|(status, count)| InboxCount { status, count }).collect())
     }
+    /// Pull runs, newest first.
+    async fn sync_runs(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(default = 20)] first: i32,
+    ) -> ApiResult<Vec<super::sync::SyncRun>> {
+        super::sync::sync_runs(ctx, ConnectorId(self.0.id), first).await
+    }
+    /// Where each pulled stream stands.
+    async fn cursor(&self, ctx: &Context<'_>) -> ApiResult<Vec<super::sync::SyncCursor>> {
+        super::sync::cursors(ctx, ConnectorId(self.0.id)).await
+    }
     async fn created_at(&self) -> DateTime<Utc> {
         self.0.created_at
     }

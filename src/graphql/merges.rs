@@ -15,7 +15,6 @@ use crate::store::entities::{merge, merge_candidate};
 use crate::store::{Cursor, PageRequest};
 use crate::ChangeKind;
 
-
 /// One merge in the ledger.
 pub struct Merge(pub merge::Model);
 

@@ -9,6 +9,7 @@ pub mod merges;
 pub mod mutation;
 pub mod query;
 pub mod subscription;
+pub mod sync;
 pub mod types;
 
 use async_graphql::{Context, Schema};
@@ -22,13 +23,23 @@ pub struct QueryRoot(query::Query, admin::AdminQuery, access::AccessQuery, merge
 
 /// The mutation root.
 #[derive(async_graphql::MergedObject, Default)]
-pub struct MutationRoot(mutation::Mutation, admin::AdminMutation, access::AccessMutation, merges::MergeMutation);
+pub struct MutationRoot(
+    mutation::Mutation,
+    admin::AdminMutation,
+    access::AccessMutation,
+    merges::MergeMutation,
+    sync::SyncMutation,
+);
 
-pub type JunctionSchema = Schema<QueryRoot, MutationRoot, subscription::Subscription>;
+/// The subscription root.
+#[derive(async_graphql::MergedSubscription, Default)]
+pub struct SubscriptionRoot(subscription::Subscription, sync::SyncSubscription);
+
+pub type JunctionSchema = Schema<QueryRoot, MutationRoot, SubscriptionRoot>;
 
 /// Build the schema with the limits from config.
 pub fn build_schema(state: Option<AppState>, config: &crate::config::Config) -> JunctionSchema {
-    let mut builder = Schema::build(QueryRoot::default(), MutationRoot::default(), subscription::Subscription)
+    let mut builder = Schema::build(QueryRoot::default(), MutationRoot::default(), SubscriptionRoot::default())
         .limit_depth(config.graphql.max_depth)
         .limit_complexity(config.graphql.max_complexity)
         .extension(crate::access::guard::AccessGuard { max_aliases: config.graphql.max_aliases });

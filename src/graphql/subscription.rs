@@ -9,6 +9,7 @@ use super::query::parse_customer_id;
 use super::state;
 use crate::ChangeKind;
 
+#[derive(Default)]
 pub struct Subscription;
 
 #[derive(Enum, Copy, Clone, Eq, PartialEq)]

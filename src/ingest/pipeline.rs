@@ -2,6 +2,7 @@
 //! connector, resolve identities, upsert orders, append timeline events, honour privacy
 //! requests, and mark the event processed.
 
+use chrono::{DateTime, Utc};
 use junction_connectors::{Direction, Record, StoredEvent};
 use serde_json::{json, Map, Value};
 
@@ -10,6 +11,7 @@ use crate::identity::{Observation, SourceRef};
 use crate::ids::{ConnectorId, CustomerId, InboxId};
 use crate::store::entities::{connector, inbox};
 use crate::store::records::OrderWrite;
+use crate::store::WriteTx;
 use crate::{AppState, ChangeKind};
 
 #[derive(Debug, thiserror::Error)]
@@ -42,20 +44,38 @@ pub async fn process(
 ) -> Result<Vec<(CustomerId, ChangeKind)>, ProcessError> {
     let connector = connector_for(&state.cipher, conn).map_err(|e| ProcessError::Connector(e.to_string()))?;
     let records = connector.parse(&stored_event(row)).map_err(|e| ProcessError::Parse(e.to_string()))?;
+    let tx = state.store.write().await?;
+    let changes = apply_records(state, &tx, conn, records, row.received_at, Some(InboxId(row.id))).await?;
+    state.store.complete_inbox(&tx, InboxId(row.id)).await?;
+    tx.commit().await?;
+    Ok(changes)
+}
+
+/// Apply normalised records from `conn` inside the caller's transaction: resolve identities,
+/// upsert orders, append timeline events, honour privacy requests. Webhook events (from the
+/// inbox) and pulled pages both come through here, so a record means the same whichever
+/// way it arrived. `received_at` stands in for records without a time of their own;
+/// `inbox_event` names the delivery a data request came from.
+pub async fn apply_records(
+    state: &AppState,
+    tx: &WriteTx,
+    conn: &connector::Model,
+    records: Vec<Record>,
+    received_at: DateTime<Utc>,
+    inbox_event: Option<InboxId>,
+) -> Result<Vec<(CustomerId, ChangeKind)>, ProcessError> {
     let connector_id = ConnectorId(conn.id);
     let source = SourceRef {
         source: conn.kind.clone(),
         connector_id: Some(connector_id),
         namespace: connector_id.to_string(),
-        inbox_id: Some(row.id),
+        inbox_id: inbox_event.map(|i| i.0),
     };
     let region = region_of(conn);
     let mapping = conn.config.get("field_mapping").and_then(Value::as_object).cloned().unwrap_or_default();
     let store = &state.store;
     let extractor = &state.extractor;
     let mut changes = Vec::new();
-
-    let tx = store.write().await?;
     for record in records {
         match record {
             Record::Customer(c) => {
@@ -67,17 +87,17 @@ pub async fn process(
                     c.updated_at,
                 );
                 obs.traits = c.traits;
-                let out = store.ingest_tx(&tx, extractor, &obs, region.as_deref()).await?;
+                let out = store.ingest_tx(tx, extractor, &obs, region.as_deref()).await?;
                 changes.push((out.customer_id, if out.created { ChangeKind::Created } else { ChangeKind::Updated }));
             }
             Record::Order(o) => {
                 let at = o.updated_at.or(o.placed_at);
                 let obs = Observation::from_person(source.clone(), "order", Some(o.external_id.clone()), &o.person, at);
-                let out = store.ingest_tx(&tx, extractor, &obs, region.as_deref()).await?;
+                let out = store.ingest_tx(tx, extractor, &obs, region.as_deref()).await?;
                 let lines = serde_json::to_value(&o.lines).unwrap_or(Value::Array(vec![]));
                 let created = store
                     .upsert_order(
-                        &tx,
+                        tx,
                         out.customer_id,
                         OrderWrite {
                             connector: &connector_id.to_string(),
@@ -99,11 +119,11 @@ pub async fn process(
                     });
                     store
                         .append_event(
-                            &tx,
+                            tx,
                             out.customer_id,
                             "order_placed",
                             &conn.kind,
-                            o.placed_at.unwrap_or(row.received_at),
+                            o.placed_at.unwrap_or(received_at),
                             props,
                         )
                         .await?;
@@ -129,15 +149,15 @@ pub async fn process(
                         answers.insert(a.label.clone().unwrap_or(key), a.value.clone());
                     }
                 }
-                let out = store.ingest_tx(&tx, extractor, &obs, region.as_deref()).await?;
+                let out = store.ingest_tx(tx, extractor, &obs, region.as_deref()).await?;
                 let props = json!({"formId": f.form_id, "responseId": f.response_id, "answers": answers, "connectorKind": conn.kind});
                 store
                     .append_event(
-                        &tx,
+                        tx,
                         out.customer_id,
                         "form_submitted",
                         &conn.kind,
-                        f.submitted_at.unwrap_or(row.received_at),
+                        f.submitted_at.unwrap_or(received_at),
                         props,
                     )
                     .await?;
@@ -151,22 +171,22 @@ pub async fn process(
                     &m.person,
                     m.sent_at,
                 );
-                let out = store.ingest_tx(&tx, extractor, &obs, region.as_deref()).await?;
+                let out = store.ingest_tx(tx, extractor, &obs, region.as_deref()).await?;
                 let kind = match m.direction {
                     Direction::Inbound => "message_received",
                     Direction::Outbound => "message_sent",
                 };
                 let props = json!({"channel": m.channel, "messageId": m.message_id, "messageType": m.message_type, "text": m.text});
                 store
-                    .append_event(&tx, out.customer_id, kind, &conn.kind, m.sent_at.unwrap_or(row.received_at), props)
+                    .append_event(tx, out.customer_id, kind, &conn.kind, m.sent_at.unwrap_or(received_at), props)
                     .await?;
                 changes.push((out.customer_id, if out.created { ChangeKind::Created } else { ChangeKind::Updated }));
             }
             Record::Erasure(p) => {
                 let obs = Observation::from_person(source.clone(), "erasure", None, &p.person, p.requested_at);
                 let keys: Vec<_> = extractor.extract(&obs, region.as_deref()).keys.into_iter().map(|k| k.key).collect();
-                let ids = store.customers_holding(&tx, &keys).await?;
-                store.erase_customers_tx(&tx, &ids).await?;
+                let ids = store.customers_holding(tx, &keys).await?;
+                store.erase_customers_tx(tx, &ids).await?;
                 for id in ids {
                     changes.push((id, ChangeKind::Deleted));
                 }
@@ -175,15 +195,15 @@ pub async fn process(
             Record::DataRequest(p) => {
                 let obs = Observation::from_person(source.clone(), "data_request", None, &p.person, p.requested_at);
                 let keys: Vec<_> = extractor.extract(&obs, region.as_deref()).keys.into_iter().map(|k| k.key).collect();
-                for id in store.customers_holding(&tx, &keys).await? {
-                    let props = json!({"connectorKind": conn.kind, "inboxEventId": InboxId(row.id).to_string(), "export": "customerExport(id)"});
+                for id in store.customers_holding(tx, &keys).await? {
+                    let props = json!({"connectorKind": conn.kind, "inboxEventId": inbox_event.map(|i| i.to_string()), "export": "customerExport(id)"});
                     store
                         .append_event(
-                            &tx,
+                            tx,
                             id,
                             "privacy_data_request",
                             &conn.kind,
-                            p.requested_at.unwrap_or(row.received_at),
+                            p.requested_at.unwrap_or(received_at),
                             props,
                         )
                         .await?;
@@ -191,12 +211,10 @@ pub async fn process(
                 }
             }
             Record::ShopErasure { .. } => {
-                let n = store.erase_connector_data(&tx, connector_id).await?;
+                let n = store.erase_connector_data(tx, connector_id).await?;
                 tracing::info!(connector_id = %connector_id, erased = n, "shop erasure applied");
             }
         }
     }
-    store.complete_inbox(&tx, InboxId(row.id)).await?;
-    tx.commit().await?;
     Ok(changes)
 }

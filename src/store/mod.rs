@@ -16,6 +16,7 @@ pub mod merges;
 pub mod pagination;
 pub mod privacy;
 pub mod records;
+pub mod sync;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;

@@ -10,4 +10,5 @@ mod customers;
 mod health;
 mod identity;
 mod schema;
+mod sync;
 mod webhooks;

@@ -251,6 +251,8 @@ pub(crate) fn sign(secrets: &Secrets, url: &str, body: &[u8], now: DateTime<Utc>
         .with_header("x-shopify-triggered-at", now.to_rfc3339())
 }
 
+pub mod pull;
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests;

@@ -195,6 +195,8 @@ pub(crate) fn sign(secrets: &Secrets, url: &str, body: &[u8], now: DateTime<Utc>
         .with_header(SIGNATURE_HEADER, format!("v0={}", hex::encode(mac)))
 }
 
+pub mod pull;
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests;

@@ -194,6 +194,8 @@ pub(crate) fn sign(secrets: &Secrets, url: &str, body: &[u8], _now: DateTime<Utc
     SignedRequest::post(url, body).with_header(HEADER, encode_base64(&mac))
 }
 
+pub mod pull;
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests;

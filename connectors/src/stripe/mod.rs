@@ -207,6 +207,8 @@ pub(crate) fn sign(secrets: &Secrets, url: &str, body: &[u8], now: DateTime<Utc>
         .with_header(HEADER, format!("t={t},v1={}", hex::encode(mac)))
 }
 
+pub mod pull;
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests;

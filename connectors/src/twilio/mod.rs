@@ -265,6 +265,8 @@ pub(crate) fn sign(secrets: &Secrets, url: &str, body: &[u8], _now: DateTime<Utc
         .with_header(HEADER, encode_base64(&mac))
 }
 
+pub mod pull;
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests;

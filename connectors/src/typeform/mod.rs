@@ -147,6 +147,8 @@ pub(crate) fn sign(secrets: &Secrets, url: &str, body: &[u8], _now: DateTime<Utc
     SignedRequest::post(url, body).with_header(HEADER, format!("sha256={}", encode_base64(&mac)))
 }
 
+pub mod pull;
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests;

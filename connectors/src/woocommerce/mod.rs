@@ -202,6 +202,8 @@ pub(crate) fn sign(secrets: &Secrets, url: &str, body: &[u8], _now: DateTime<Utc
         .with_header("x-wc-webhook-delivery-id", derived_id(body, "woocommerce"))
 }
 
+pub mod pull;
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests;
