@@ -91,7 +91,7 @@ pub fn required(operation: OperationKind, field: &str) -> Permission {
         (Query, "customer" | "customers" | "customerByIdentity" | "explainMatch" | "mergeCandidates") => Read,
         (Subscription, "customerChanged") => Read,
         (Mutation, "upsertCustomer" | "addEvent" | "setConsent") => Ingest,
-        (Mutation, "updateCustomer" | "deleteCustomer" | "previewMerge") => Write,
+        (Mutation, "updateCustomer" | "deleteCustomer") | (Query, "previewMerge") => Write,
         _ => Admin,
     }
 }

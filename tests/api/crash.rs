@@ -50,6 +50,7 @@ async fn wait_ready(client: &reqwest::Client, base: &str) {
 async fn gql(client: &reqwest::Client, base: &str, query: &str, vars: Value) -> Value {
     let body: Value = client
         .post(format!("{base}/graphql"))
+        .bearer_auth(crate::helpers::ADMIN_KEY)
         .json(&json!({"query": query, "variables": vars}))
         .send()
         .await

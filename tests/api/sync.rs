@@ -434,7 +434,13 @@ async fn progress_is_published_per_page(app: TestApp) {
     let mut req = format!("ws://{}/graphql/ws", app.addr).into_client_request().unwrap();
     req.headers_mut().insert("Sec-WebSocket-Protocol", "graphql-transport-ws".parse().unwrap());
     let (mut ws, _) = tokio_tungstenite::connect_async(req).await.expect("websocket");
-    ws.send(Message::Text(json!({"type": "connection_init"}).to_string().into())).await.unwrap();
+    ws.send(Message::Text(
+        json!({"type": "connection_init", "payload": {"Authorization": format!("Bearer {}", crate::helpers::ADMIN_KEY)}})
+            .to_string()
+            .into(),
+    ))
+    .await
+    .unwrap();
     let _ack = ws.next().await.unwrap().unwrap();
     let q = "subscription($id: ID!) { syncProgress(connectorId: $id) { stream pages records state } }";
     ws.send(Message::Text(
