@@ -319,3 +319,24 @@ async fn audit_log_records_admin_actions(app: TestApp) {
     assert_eq!(error_code(&body).0, "FORBIDDEN");
     let _ = Backend::Sqlite;
 }
+
+/// A query blocked past `graphql.timeout_secs` is answered with TIMEOUT. PostgreSQL only:
+/// an exclusive table lock held by another session makes the block deterministic.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn blocked_queries_time_out_postgres() {
+    let Some(app) = spawn_app_with(Backend::Postgres, |c| c.graphql.timeout_secs = 1).await else {
+        eprintln!("SKIPPED(postgres): JUNCTION_TEST_DATABASE_URL is not set");
+        return;
+    };
+    use sea_orm::{ConnectionTrait, Database, TransactionTrait};
+    let db = Database::connect(app.database_url.as_str()).await.unwrap();
+    let tx = db.begin().await.unwrap();
+    tx.execute_unprepared("LOCK TABLE customers IN ACCESS EXCLUSIVE MODE").await.unwrap();
+    let started = std::time::Instant::now();
+    let body = app.gql("{ customers { totalCount } }", json!({})).await;
+    assert_eq!(error_code(&body).0, "TIMEOUT", "{body}");
+    assert!(started.elapsed() < std::time::Duration::from_secs(5));
+    tx.rollback().await.unwrap();
+    let body = app.gql("{ customers { totalCount } }", json!({})).await;
+    assert_eq!(body["data"]["customers"]["totalCount"], 0, "{body}");
+}
