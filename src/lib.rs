@@ -59,6 +59,8 @@ pub struct AppState {
     pub wake: Arc<tokio::sync::Notify>,
     /// Per-API-key request limiter.
     pub limiter: Arc<KeyLimiter>,
+    /// Recently verified keys (by hash), so a request does not cost a key lookup.
+    pub key_cache: Arc<access::KeyCache>,
     /// Pull clients, running pulls and their progress.
     pub sync: Arc<sync::SyncHub>,
 }
@@ -122,7 +124,8 @@ pub async fn build_state(config: Config, migrate: bool) -> anyhow::Result<AppSta
     )
     .allow_burst(std::num::NonZeroU32::new(config.graphql.rate_limit_burst).unwrap_or(std::num::NonZeroU32::MIN));
     let limiter = Arc::new(governor::RateLimiter::hashmap(quota));
-    Ok(AppState { config: Arc::new(config), store, extractor, changes, cipher, wake, sync, limiter })
+    let key_cache = Arc::new(access::KeyCache::default());
+    Ok(AppState { config: Arc::new(config), store, extractor, changes, cipher, wake, sync, limiter, key_cache })
 }
 
 /// A built server, ready to run.

@@ -81,6 +81,34 @@ impl Caller {
     }
 }
 
+/// Verified keys by hash, kept for [`KeyCache::TTL`]. A revocation clears this process's
+/// cache at once; other instances stop accepting a revoked key within the TTL.
+#[derive(Default)]
+pub struct KeyCache {
+    entries: std::sync::Mutex<std::collections::HashMap<String, (Caller, std::time::Instant)>>,
+}
+
+impl KeyCache {
+    pub const TTL: std::time::Duration = std::time::Duration::from_secs(5);
+
+    pub fn get(&self, hash: &str) -> Option<Caller> {
+        let map = self.entries.lock().unwrap_or_else(|p| p.into_inner());
+        map.get(hash).filter(|(_, at)| at.elapsed() < Self::TTL).map(|(c, _)| *c)
+    }
+
+    pub fn put(&self, hash: String, caller: Caller) {
+        let mut map = self.entries.lock().unwrap_or_else(|p| p.into_inner());
+        if map.len() > 10_000 {
+            map.retain(|_, (_, at)| at.elapsed() < Self::TTL);
+        }
+        map.insert(hash, (caller, std::time::Instant::now()));
+    }
+
+    pub fn clear(&self) {
+        self.entries.lock().unwrap_or_else(|p| p.into_inner()).clear();
+    }
+}
+
 /// The permission a root field needs. Fields not listed need `Admin` (deny by default).
 pub fn required(operation: OperationKind, field: &str) -> Permission {
     use OperationKind::*;

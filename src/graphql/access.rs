@@ -213,6 +213,7 @@ impl AccessMutation {
             crate::store::StoreError::NotFound => ApiError::NotFound("api key"),
             other => ApiError::from(other),
         })?;
+        st.key_cache.clear();
         let who = actor(ctx);
         st.store
             .audit(AuditEntry {

@@ -19,9 +19,15 @@ pub fn graphql_error(status: StatusCode, code: &str, message: &str) -> Response 
 
 /// The caller for a bearer token, if the key is live.
 pub async fn caller_for_token(state: &AppState, token: &str) -> Option<Caller> {
-    let row = state.store.api_key_by_hash(&keys::hash(token)).await.ok()??;
+    let hash = keys::hash(token);
+    if let Some(c) = state.key_cache.get(&hash) {
+        return Some(c);
+    }
+    let row = state.store.api_key_by_hash(&hash).await.ok()??;
     let role = Role::parse(&row.role)?;
-    Some(Caller { key_id: ApiKeyId(row.id), role })
+    let caller = Caller { key_id: ApiKeyId(row.id), role };
+    state.key_cache.put(hash, caller);
+    Some(caller)
 }
 
 /// Authenticate a request from its `Authorization: Bearer` header.
