@@ -46,7 +46,7 @@ pub async fn process(
     let records = connector.parse(&stored_event(row)).map_err(|e| ProcessError::Parse(e.to_string()))?;
     let tx = state.store.write().await?;
     let changes = apply_records(state, &tx, conn, records, row.received_at, Some(InboxId(row.id))).await?;
-    state.store.complete_inbox(&tx, InboxId(row.id)).await?;
+    state.store.complete_inbox(&tx, InboxId(row.id), row.leased_until).await?;
     tx.commit().await?;
     Ok(changes)
 }

@@ -65,7 +65,7 @@ pub async fn run_once(state: &AppState, batch: u64) -> Result<usize, crate::stor
                 tracing::warn!(inbox_id = %id, connector_id = %ConnectorId(row.connector_id), attempts = row.attempts, dead, error = %e, "inbox event failed");
                 metrics::counter!("junction_inbox_failed_total", "dead" => if dead { "true" } else { "false" })
                     .increment(1);
-                state.store.fail_inbox(id, &e.to_string(), dead, backoff(row.attempts)).await?;
+                state.store.fail_inbox(id, row.leased_until, &e.to_string(), dead, backoff(row.attempts)).await?;
             }
         }
     }

@@ -88,21 +88,39 @@ impl Store {
         Ok(rows)
     }
 
-    /// Mark a leased row processed inside the transaction that applied its effects.
-    pub async fn complete_inbox(&self, tx: &WriteTx, id: InboxId) -> StoreResult<()> {
-        inbox::Entity::update_many()
+    /// Mark a leased row processed inside the transaction that applied its effects. The lease
+    /// (its expiry time) is the token: if the lease ran out and another worker took the row,
+    /// this fails and the caller's transaction must roll back, so effects apply exactly once.
+    pub async fn complete_inbox(&self, tx: &WriteTx, id: InboxId, lease: Option<DateTime<Utc>>) -> StoreResult<()> {
+        let res = inbox::Entity::update_many()
             .col_expr(inbox::Column::Status, Expr::value(status::PROCESSED))
             .col_expr(inbox::Column::ProcessedAt, Expr::value(now()))
             .col_expr(inbox::Column::LeasedUntil, Expr::value(Option::<DateTime<Utc>>::None))
             .col_expr(inbox::Column::LastError, Expr::value(Option::<String>::None))
             .filter(inbox::Column::Id.eq(id.0))
+            .filter(inbox::Column::Status.eq(status::PROCESSING))
+            .filter(match lease {
+                Some(l) => inbox::Column::LeasedUntil.eq(l),
+                None => inbox::Column::LeasedUntil.is_null(),
+            })
             .exec(&tx.txn)
             .await?;
+        if res.rows_affected != 1 {
+            return Err(StoreError::Conflict("inbox lease lost to another worker".into()));
+        }
         Ok(())
     }
 
     /// Record a failed attempt: retry after `retry_in`, or dead-letter when out of attempts.
-    pub async fn fail_inbox(&self, id: InboxId, error: &str, dead: bool, retry_in: Duration) -> StoreResult<()> {
+    /// Only while the lease is still ours: a worker that lost its lease changes nothing.
+    pub async fn fail_inbox(
+        &self,
+        id: InboxId,
+        lease: Option<DateTime<Utc>>,
+        error: &str,
+        dead: bool,
+        retry_in: Duration,
+    ) -> StoreResult<()> {
         let tx = self.write().await?;
         inbox::Entity::update_many()
             .col_expr(inbox::Column::Status, Expr::value(if dead { status::DEAD } else { status::RETRYING }))
@@ -110,6 +128,11 @@ impl Store {
             .col_expr(inbox::Column::LeasedUntil, Expr::value(Option::<DateTime<Utc>>::None))
             .col_expr(inbox::Column::LastError, Expr::value(error.chars().take(500).collect::<String>()))
             .filter(inbox::Column::Id.eq(id.0))
+            .filter(inbox::Column::Status.eq(status::PROCESSING))
+            .filter(match lease {
+                Some(l) => inbox::Column::LeasedUntil.eq(l),
+                None => inbox::Column::LeasedUntil.is_null(),
+            })
             .exec(&tx.txn)
             .await?;
         tx.commit().await?;
