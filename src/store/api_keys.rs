@@ -1,7 +1,7 @@
 //! API keys, stored hashed.
 
 use sea_orm::sea_query::Expr;
-use sea_orm::{ActiveValue::Set, ColumnTrait, EntityTrait, QueryFilter, QueryOrder};
+use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder};
 
 use super::customers::now;
 use super::entities::api_key;
@@ -73,16 +73,5 @@ impl Store {
         let row = api_key::Entity::find_by_id(id.0).one(&tx.txn).await?.ok_or(StoreError::NotFound)?;
         tx.commit().await?;
         Ok(row)
-    }
-
-    pub async fn touch_api_key(&self, id: ApiKeyId) -> StoreResult<()> {
-        api_key::Entity::update(api_key::ActiveModel {
-            id: Set(id.0),
-            last_used_at: Set(Some(now())),
-            ..Default::default()
-        })
-        .exec(self.conn())
-        .await?;
-        Ok(())
     }
 }

@@ -34,6 +34,15 @@ pub mod status {
     pub const DEAD: &str = "dead";
 }
 
+/// The row is still leased by the worker holding `lease` (the lease expiry is its token).
+fn still_leased(lease: Option<DateTime<Utc>>) -> sea_orm::Condition {
+    let token = match lease {
+        Some(l) => inbox::Column::LeasedUntil.eq(l),
+        None => inbox::Column::LeasedUntil.is_null(),
+    };
+    sea_orm::Condition::all().add(inbox::Column::Status.eq(status::PROCESSING)).add(token)
+}
+
 impl Store {
     /// Store a delivery; returns false when it was a duplicate (nothing changed).
     pub async fn insert_inbox(&self, e: NewInboxEvent) -> StoreResult<bool> {
@@ -98,11 +107,7 @@ impl Store {
             .col_expr(inbox::Column::LeasedUntil, Expr::value(Option::<DateTime<Utc>>::None))
             .col_expr(inbox::Column::LastError, Expr::value(Option::<String>::None))
             .filter(inbox::Column::Id.eq(id.0))
-            .filter(inbox::Column::Status.eq(status::PROCESSING))
-            .filter(match lease {
-                Some(l) => inbox::Column::LeasedUntil.eq(l),
-                None => inbox::Column::LeasedUntil.is_null(),
-            })
+            .filter(still_leased(lease))
             .exec(&tx.txn)
             .await?;
         if res.rows_affected != 1 {
@@ -128,11 +133,7 @@ impl Store {
             .col_expr(inbox::Column::LeasedUntil, Expr::value(Option::<DateTime<Utc>>::None))
             .col_expr(inbox::Column::LastError, Expr::value(error.chars().take(500).collect::<String>()))
             .filter(inbox::Column::Id.eq(id.0))
-            .filter(inbox::Column::Status.eq(status::PROCESSING))
-            .filter(match lease {
-                Some(l) => inbox::Column::LeasedUntil.eq(l),
-                None => inbox::Column::LeasedUntil.is_null(),
-            })
+            .filter(still_leased(lease))
             .exec(&tx.txn)
             .await?;
         tx.commit().await?;

@@ -10,7 +10,7 @@ use uuid::Uuid;
 
 use super::customers::now;
 use super::entities::{customer, identity, order, source_record};
-use super::{IngestOutcome, Store, StoreError, StoreResult, WriteTx};
+use super::{IngestOutcome, Store, StoreResult, WriteTx};
 use crate::identity::{IdentityKey, KeyExtractor, Observation};
 use crate::ids::{ConnectorId, CustomerId};
 
@@ -194,10 +194,5 @@ impl Store {
         }
         self.purge_inbox(tx, connector).await?;
         Ok(erased)
-    }
-
-    /// Fail loudly if a customer vanished mid-transaction.
-    pub async fn ensure_customer(&self, tx: &WriteTx, id: CustomerId) -> StoreResult<()> {
-        customer::Entity::find_by_id(id.0).one(&tx.txn).await?.map(|_| ()).ok_or(StoreError::NotFound)
     }
 }
