@@ -9,7 +9,7 @@ use serde_json::json;
 use super::FlatRecord;
 use crate::identity::{KeyExtractor, Observation};
 use crate::ids::{CustomerId, IdentityId};
-use crate::store::{Store, StoreResult};
+use crate::store::{BulkItem, Store, StoreResult};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ImportFormat {
@@ -61,15 +61,29 @@ impl std::fmt::Display for ImportSummary {
     }
 }
 
-const BATCH: usize = 500;
+/// Records per bulk transaction.
+const BATCH: usize = 5_000;
 
 fn reason_key(reason: &str) -> String {
     // Keep reasons free of values: only the text before any detail.
     reason.split(" at line").next().unwrap_or(reason).to_string()
 }
 
+/// What the reading thread hands to the writer: parsed records with their keys, and the
+/// lines it refused.
+#[derive(Default)]
+struct Chunk {
+    items: Vec<BulkItem>,
+    read: u64,
+    rejected: Vec<String>,
+    bytes: u64,
+}
+
 /// Import flat records from `reader`, calling `progress(bytes_read)` as it goes.
-pub async fn import_file<R: Read + Send>(
+///
+/// One thread reads, parses and normalises while the caller's task writes the previous
+/// batch, so parsing and the database overlap. Memory holds at most a few batches.
+pub async fn import_file<R: Read + Send + 'static>(
     store: &Store,
     extractor: &KeyExtractor,
     reader: R,
@@ -78,11 +92,49 @@ pub async fn import_file<R: Read + Send>(
 ) -> StoreResult<ImportSummary> {
     let start = std::time::Instant::now();
     let mut summary = ImportSummary::default();
-    let mut batch: Vec<Observation> = Vec::with_capacity(BATCH);
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<Chunk>(2);
+    let reading = {
+        let extractor = extractor.clone();
+        std::thread::spawn(move || read_chunks(reader, format, &extractor, |c| tx.blocking_send(c).is_ok()))
+    };
+    let mut failed = None;
+    while let Some(chunk) = rx.recv().await {
+        summary.read += chunk.read;
+        for reason in chunk.rejected {
+            summary.rejected += 1;
+            *summary.reasons.entry(reason_key(&reason)).or_default() += 1;
+        }
+        if let Err(e) = apply(store, extractor, &chunk.items, &mut summary).await {
+            failed = Some(e);
+            break;
+        }
+        progress(chunk.bytes);
+    }
+    drop(rx); // a failed write stops the reader at its next send
+    let _ = reading.join();
+    if let Some(e) = failed {
+        return Err(e);
+    }
+    summary.seconds = start.elapsed().as_secs_f64();
+    Ok(summary)
+}
+
+/// Read, parse and extract keys, handing over a chunk every `BATCH` records. Stops when
+/// `send` says the writer is gone.
+fn read_chunks<R: Read>(
+    reader: R,
+    format: ImportFormat,
+    extractor: &KeyExtractor,
+    mut send: impl FnMut(Chunk) -> bool,
+) {
     let mut counting = CountingReader { inner: reader, count: 0 };
-    let reject = |summary: &mut ImportSummary, reason: String| {
-        summary.rejected += 1;
-        *summary.reasons.entry(reason_key(&reason)).or_default() += 1;
+    let mut chunk = Chunk::default();
+    let push = |chunk: &mut Chunk, parsed: Result<Observation, String>| {
+        chunk.read += 1;
+        match parsed {
+            Ok(obs) => chunk.items.push(BulkItem::new(extractor, obs, None)),
+            Err(reason) => chunk.rejected.push(reason),
+        }
     };
     match format {
         ImportFormat::JsonLines => {
@@ -90,58 +142,45 @@ pub async fn import_file<R: Read + Send>(
             let mut line = String::new();
             loop {
                 line.clear();
-                let n = match buf.read_line(&mut line) {
-                    Ok(n) => n,
-                    Err(_) => {
-                        summary.read += 1;
-                        reject(&mut summary, "unreadable line (not UTF-8)".into());
-                        continue;
-                    }
-                };
-                if n == 0 {
-                    break;
-                }
-                if line.trim().is_empty() {
-                    continue;
-                }
-                summary.read += 1;
-                match serde_json::from_str::<FlatRecord>(&line) {
-                    Ok(rec) => match rec.into_observation() {
-                        Ok(obs) => batch.push(obs),
-                        Err(r) => reject(&mut summary, r),
+                let parsed = match buf.read_line(&mut line) {
+                    Ok(0) => break,
+                    Ok(_) if line.trim().is_empty() => continue,
+                    Ok(_) => match serde_json::from_str::<FlatRecord>(&line) {
+                        Ok(rec) => rec.into_observation(),
+                        Err(e) => Err(format!("invalid JSON record ({})", e.classify_name())),
                     },
-                    Err(e) => reject(&mut summary, format!("invalid JSON record ({})", e.classify_name())),
-                }
-                if batch.len() >= BATCH {
-                    flush(store, extractor, &mut batch, &mut summary).await?;
-                    progress(buf.get_ref().count);
+                    Err(_) => Err("unreadable line (not UTF-8)".to_string()),
+                };
+                push(&mut chunk, parsed);
+                if chunk.items.len() + chunk.rejected.len() >= BATCH {
+                    chunk.bytes = buf.get_ref().count;
+                    if !send(std::mem::take(&mut chunk)) {
+                        return;
+                    }
                 }
             }
+            chunk.bytes = buf.get_ref().count;
         }
         ImportFormat::Csv => {
             let mut rdr = csv::ReaderBuilder::new().flexible(false).from_reader(&mut counting);
             let mut iter = rdr.deserialize::<FlatRecord>();
-            loop {
-                let next = iter.next();
-                let Some(row) = next else { break };
-                summary.read += 1;
-                match row {
-                    Ok(rec) => match rec.into_observation() {
-                        Ok(obs) => batch.push(obs),
-                        Err(r) => reject(&mut summary, r),
-                    },
-                    Err(e) => reject(&mut summary, format!("invalid CSV row ({})", csv_kind(&e))),
-                }
-                if batch.len() >= BATCH {
-                    flush(store, extractor, &mut batch, &mut summary).await?;
-                    progress(iter.reader().position().byte());
+            while let Some(row) = iter.next() {
+                let parsed = match row {
+                    Ok(rec) => rec.into_observation(),
+                    Err(e) => Err(format!("invalid CSV row ({})", csv_kind(&e))),
+                };
+                push(&mut chunk, parsed);
+                if chunk.items.len() + chunk.rejected.len() >= BATCH {
+                    chunk.bytes = iter.reader().position().byte();
+                    if !send(std::mem::take(&mut chunk)) {
+                        return;
+                    }
                 }
             }
+            chunk.bytes = iter.reader().position().byte();
         }
     }
-    flush(store, extractor, &mut batch, &mut summary).await?;
-    summary.seconds = start.elapsed().as_secs_f64();
-    Ok(summary)
+    send(chunk);
 }
 
 fn csv_kind(e: &csv::Error) -> &'static str {
@@ -167,17 +206,16 @@ impl ClassifyName for serde_json::Error {
     }
 }
 
-async fn flush(
+async fn apply(
     store: &Store,
     extractor: &KeyExtractor,
-    batch: &mut Vec<Observation>,
+    items: &[BulkItem],
     summary: &mut ImportSummary,
 ) -> StoreResult<()> {
-    if batch.is_empty() {
+    if items.is_empty() {
         return Ok(());
     }
-    let outcomes = store.ingest_batch(extractor, batch).await?;
-    for o in outcomes {
+    for o in store.ingest_bulk(extractor, items).await? {
         if o.created {
             summary.created += 1;
         } else {
@@ -188,7 +226,6 @@ async fn flush(
             *summary.identifiers_set_aside.entry(format!("{}: {}", r.kind.as_str(), r.reason)).or_default() += 1;
         }
     }
-    batch.clear();
     Ok(())
 }
 

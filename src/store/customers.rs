@@ -88,7 +88,7 @@ fn key_condition(keys: &[&IdentityKey]) -> Condition {
 }
 
 /// A 64-bit lock id for a key (first 8 bytes of its SHA-256).
-fn lock_id(key: &IdentityKey) -> i64 {
+pub(crate) fn lock_id(key: &IdentityKey) -> i64 {
     use sha2::{Digest, Sha256};
     let digest = Sha256::digest(key.lock_key().as_bytes());
     let mut b = [0u8; 8];
@@ -118,37 +118,6 @@ impl Store {
                     attempt += 1;
                     tokio::time::sleep(std::time::Duration::from_millis(5 * (1 << attempt.min(6)))).await;
                 }
-                other => return other,
-            }
-        }
-    }
-
-    /// Ingest several observations in one transaction (bulk import).
-    pub async fn ingest_batch(
-        &self,
-        extractor: &KeyExtractor,
-        batch: &[Observation],
-    ) -> StoreResult<Vec<IngestOutcome>> {
-        let mut attempt = 0;
-        loop {
-            let tx = self.write().await?;
-            let mut out = Vec::with_capacity(batch.len());
-            let mut failed = None;
-            for obs in batch {
-                match self.ingest_in(&tx.txn, extractor, obs, None, None).await {
-                    Ok(o) => out.push(o),
-                    Err(e) => {
-                        failed = Some(e);
-                        break;
-                    }
-                }
-            }
-            let result = match failed {
-                None => tx.commit().await.map(|_| out),
-                Some(e) => Err(e),
-            };
-            match result {
-                Err(e) if e.is_transient() && attempt < 8 => attempt += 1,
                 other => return other,
             }
         }

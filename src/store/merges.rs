@@ -38,7 +38,7 @@ pub struct UnmergeOutcome {
     pub restored: CustomerId,
 }
 
-fn view_of(c: &customer::Model, idents: &[identity::Model]) -> CustomerView {
+pub(crate) fn view_of(c: &customer::Model, idents: &[identity::Model]) -> CustomerView {
     CustomerView {
         id: CustomerId(c.id),
         name: PersonName::parse(c.given_name.as_deref(), c.family_name.as_deref(), c.full_name.as_deref()).ok(),

@@ -8,6 +8,7 @@
 
 pub mod api_keys;
 pub mod audit;
+pub mod bulk;
 pub mod connectors;
 pub mod customers;
 pub mod entities;
@@ -30,6 +31,7 @@ use sea_orm::{
 use tokio::sync::{Mutex, OwnedMutexGuard};
 
 pub use audit::{AuditBreak, AuditEntry};
+pub use bulk::BulkItem;
 pub use connectors::{ConnectorChange, NewConnector, SecretsChange};
 pub use customers::*;
 pub use inbox::{status as inbox_status, NewInboxEvent};
