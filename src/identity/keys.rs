@@ -78,7 +78,7 @@ pub struct RejectedIdentifier {
 }
 
 /// Everything extracted from one observation.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub struct Extracted {
     pub keys: Vec<ParsedIdentity>,
     pub rejected: Vec<RejectedIdentifier>,

@@ -64,6 +64,9 @@ struct Pending {
     suggested: HashSet<(Uuid, Uuid)>,
     /// Customers whose golden record must be recomputed.
     touched: BTreeSet<CustomerId>,
+    /// Every source record of each customer touched in this batch, oldest first: the
+    /// golden record (and the name the rules compare) is computed from it in memory.
+    history: HashMap<CustomerId, Vec<Observation>>,
 }
 
 impl Pending {
@@ -143,57 +146,81 @@ impl Store {
         items: &[BulkItem],
     ) -> StoreResult<Vec<IngestOutcome>> {
         let at = now();
+        let started = std::time::Instant::now();
+        let mut one_by_one = 0usize;
         let mut all_keys: Vec<&IdentityKey> =
             items.iter().flat_map(|i| i.extracted.keys.iter().map(|k| &k.key)).collect();
         all_keys.sort_unstable();
         all_keys.dedup();
-        self.lock_key_set(txn, &all_keys).await?;
-
+        let mut looked_up: HashSet<IdentityKey> = all_keys.iter().map(|k| (*k).clone()).collect();
         let mut known = Known::default();
-        let held = self.holders_of_keys(txn, &all_keys).await?;
-        let ids: Vec<Uuid> = held.iter().map(|h| h.customer_id).collect::<BTreeSet<_>>().into_iter().collect();
-        let live = self.live_ids(txn, &ids).await?;
-        for view in self.views_of(txn, &live).await? {
-            known.index(view);
-        }
+        self.load_holders(txn, &all_keys, &mut known).await?;
+        let looked_up_in = started.elapsed();
 
         let mut pending = Pending::default();
-        let mut dirty: HashSet<CustomerId> = HashSet::new();
         let mut out = Vec::with_capacity(items.len());
         for item in items {
             let obs = &item.obs;
-            let record_keys: Vec<IdentityKey> = item.extracted.keys.iter().map(|k| k.key.clone()).collect();
-            let mut holder_ids = known.holders_of(&record_keys);
-            if holder_ids.iter().any(|c| dirty.contains(c)) {
-                self.flush(txn, &mut pending, &mut known, at).await?;
-                dirty.clear();
+            let mut extracted = item.extracted.clone();
+            if !extracted.deferred_phones.is_empty() {
+                // As the one-record path: regions of the record's phones that someone holds.
+                let mut regions: Vec<String> = Vec::new();
+                for k in extracted.keys.iter().filter(|k| k.key.kind == IdentityKind::Phone) {
+                    if known.holders.get(&k.key).is_none_or(Vec::is_empty) {
+                        continue;
+                    }
+                    if let Ok((_, Some(r))) = extractor.phone_key(&k.key.value, extractor.hints(None, None, &[])) {
+                        if !regions.contains(&r) {
+                            regions.push(r);
+                        }
+                    }
+                }
+                extractor.resolve_deferred(&mut extracted, obs, item.region.as_deref(), &regions);
+                let fresh: Vec<&IdentityKey> =
+                    extracted.keys.iter().map(|k| &k.key).filter(|k| !looked_up.contains(*k)).collect();
+                if !fresh.is_empty() {
+                    // Nothing in this batch wrote these keys, so the database knows every holder.
+                    self.load_holders(txn, &fresh, &mut known).await?;
+                    looked_up.extend(fresh.into_iter().cloned());
+                }
             }
-            let slow = !item.extracted.deferred_phones.is_empty();
-            let plan = if slow {
-                None
+            let record_keys: Vec<IdentityKey> = extracted.keys.iter().map(|k| k.key.clone()).collect();
+            let mut holder_ids = known.holders_of(&record_keys);
+            holder_ids.sort_unstable();
+            let views: Vec<CustomerView> = holder_ids.iter().filter_map(|c| known.views.get(c).cloned()).collect();
+            let blocked = if holder_ids.len() >= 2 {
+                let raw: Vec<Uuid> = holder_ids.iter().map(|c| c.0).collect();
+                self.blocked_pairs(txn, &raw).await?
             } else {
-                holder_ids.sort_unstable();
-                let views: Vec<CustomerView> = holder_ids.iter().filter_map(|c| known.views.get(c).cloned()).collect();
-                let blocked = if holder_ids.len() >= 2 {
-                    let raw: Vec<Uuid> = holder_ids.iter().map(|c| c.0).collect();
-                    self.blocked_pairs(txn, &raw).await?
-                } else {
-                    Default::default()
-                };
-                let record_name = PersonName::parse(
-                    obs.profile.given_name.as_deref(),
-                    obs.profile.family_name.as_deref(),
-                    obs.profile.full_name.as_deref(),
-                )
-                .ok();
-                Some(rules::plan(extractor.rules(), &record_keys, record_name.as_ref(), &views, &blocked, None))
+                Default::default()
             };
-            let plan = match plan {
-                Some(p) if !matches!(p.target, Target::Merge { .. }) => p,
-                _ => {
-                    // Merges and deferred phones take the one-record path on flushed state.
-                    self.flush(txn, &mut pending, &mut known, at).await?;
-                    dirty.clear();
+            let record_name = PersonName::parse(
+                obs.profile.given_name.as_deref(),
+                obs.profile.family_name.as_deref(),
+                obs.profile.full_name.as_deref(),
+            )
+            .ok();
+            let plan = rules::plan(extractor.rules(), &record_keys, record_name.as_ref(), &views, &blocked, None);
+
+            let (customer_id, created) = match plan.target {
+                Target::Create => {
+                    let id = CustomerId::new();
+                    pending.customers.push(new_customer(id, obs, at));
+                    known.views.insert(id, CustomerView { id, name: None, identities: vec![] });
+                    pending.history.insert(id, vec![]);
+                    (id, true)
+                }
+                Target::Attach(id) => {
+                    if !pending.history.contains_key(&id) {
+                        let earlier = self.source_observations(txn, id).await?;
+                        pending.history.insert(id, earlier);
+                    }
+                    (id, false)
+                }
+                Target::Merge { .. } => {
+                    // Merges take the one-record path, on flushed state.
+                    one_by_one += 1;
+                    self.flush(txn, &mut pending, at).await?;
                     let outcome = self.ingest_in(txn, extractor, obs, item.region.as_deref(), None).await?;
                     for absorbed in &outcome.merged {
                         known.forget(*absorbed);
@@ -202,29 +229,21 @@ impl Store {
                     for view in self.views_of(txn, &[outcome.customer_id.0]).await? {
                         known.index(view);
                     }
+                    for k in extractor.extract(obs, item.region.as_deref()).keys {
+                        looked_up.insert(k.key);
+                    }
                     out.push(outcome);
                     continue;
                 }
             };
-
-            let (customer_id, created) = match plan.target {
-                Target::Create => {
-                    let id = CustomerId::new();
-                    pending.customers.push(new_customer(id, obs, at));
-                    known.views.insert(id, CustomerView { id, name: None, identities: vec![] });
-                    (id, true)
-                }
-                Target::Attach(id) => (id, false),
-                Target::Merge { .. } => unreachable!("merges took the one-record path"),
-            };
-            let mut rejected = item.extracted.rejected.clone();
-            for k in &item.extracted.keys {
+            let mut rejected = extracted.rejected.clone();
+            let view = known.views.get_mut(&customer_id).expect("the target customer is known");
+            for k in &extracted.keys {
                 let Some((_, status)) = plan.keys.iter().find(|(pk, _)| pk == &k.key) else { continue };
                 if let KeyStatus::SetAside(reason) = status {
                     rejected.push(RejectedIdentifier { kind: k.key.kind, raw: k.raw.clone(), reason: reason.clone() });
                 }
                 pending.write_identity(customer_id, k.key.clone(), &k.raw, status, &obs.source.namespace, at);
-                let view = known.views.get_mut(&customer_id).expect("the target customer is known");
                 let active = matches!(status, KeyStatus::Active);
                 match view.identities.iter_mut().find(|h| h.key == k.key) {
                     Some(h) => h.active |= active,
@@ -235,6 +254,16 @@ impl Store {
                     list.push(customer_id);
                 }
             }
+            // The golden name moves with every record, as a recompute would move it.
+            let history = pending.history.get_mut(&customer_id).expect("history loaded above");
+            history.push(obs.clone());
+            let golden = golden_record_with(&self.survivorship, history);
+            view.name = PersonName::parse(
+                golden.given_name.as_deref(),
+                golden.family_name.as_deref(),
+                golden.full_name.as_deref(),
+            )
+            .ok();
             for s in &plan.suggestions {
                 if s.other != customer_id {
                     let evidence = serde_json::to_value(&s.evidence).unwrap_or(Value::Null);
@@ -243,11 +272,58 @@ impl Store {
             }
             pending.records.push(new_source_record(customer_id, obs, at)?);
             pending.touched.insert(customer_id);
-            dirty.insert(customer_id);
             out.push(IngestOutcome { customer_id, created, merged: vec![], rejected });
         }
-        self.flush(txn, &mut pending, &mut known, at).await?;
+        self.flush(txn, &mut pending, at).await?;
+        tracing::debug!(
+            records = items.len(),
+            one_by_one,
+            lookup_ms = looked_up_in.as_millis() as u64,
+            total_ms = started.elapsed().as_millis() as u64,
+            "bulk batch resolved"
+        );
         Ok(out)
+    }
+
+    /// Look up the holders of `keys` and add the customers not known yet (their views come
+    /// from the database, which is current for customers this batch has not touched).
+    async fn load_holders(
+        &self,
+        txn: &DatabaseTransaction,
+        keys: &[&IdentityKey],
+        known: &mut Known,
+    ) -> StoreResult<()> {
+        self.lock_key_set(txn, keys).await?;
+        let held = self.holders_of_keys(txn, keys).await?;
+        let ids: Vec<Uuid> = held
+            .iter()
+            .map(|h| h.customer_id)
+            .filter(|id| !known.views.contains_key(&CustomerId(*id)))
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        let live: Vec<Uuid> = self
+            .live_ids(txn, &ids)
+            .await?
+            .into_iter()
+            .filter(|id| !known.views.contains_key(&CustomerId(*id)))
+            .collect();
+        for view in self.views_of(txn, &live).await? {
+            known.index(view);
+        }
+        Ok(())
+    }
+
+    /// A customer's source records as observations, in the order a recompute reads them.
+    async fn source_observations(&self, txn: &DatabaseTransaction, id: CustomerId) -> StoreResult<Vec<Observation>> {
+        use sea_orm::{ColumnTrait, QueryFilter, QueryOrder};
+        let rows = source_record::Entity::find()
+            .filter(source_record::Column::CustomerId.eq(id.0))
+            .order_by_asc(source_record::Column::ReceivedAt)
+            .order_by_asc(source_record::Column::Id)
+            .all(txn)
+            .await?;
+        Ok(rows.into_iter().filter_map(|r| serde_json::from_value(r.payload).ok()).collect())
     }
 
     /// Take every key's advisory lock, in one sorted statement (PostgreSQL; SQLite's
@@ -356,17 +432,14 @@ impl Store {
 
     /// Write everything pending, then recompute the golden record of each touched
     /// customer and refresh its view's name.
-    async fn flush(
-        &self,
-        txn: &DatabaseTransaction,
-        pending: &mut Pending,
-        known: &mut Known,
-        at: DateTime<Utc>,
-    ) -> StoreResult<()> {
+    async fn flush(&self, txn: &DatabaseTransaction, pending: &mut Pending, at: DateTime<Utc>) -> StoreResult<()> {
         if pending.is_empty() {
             return Ok(());
         }
+        // History stays valid across a flush; everything else is written now.
+        let history = std::mem::take(&mut pending.history);
         let p = std::mem::take(pending);
+        pending.history = history;
         for chunk in chunks_of(p.customers, rows_per_statement(13)) {
             customer::Entity::insert_many(chunk).exec_without_returning(txn).await?;
         }
@@ -415,39 +488,22 @@ impl Store {
         }
         let touched: Vec<CustomerId> = p.touched.into_iter().collect();
         for chunk in touched.chunks(500) {
-            for (id, name) in self.recompute_many(txn, chunk, at).await? {
-                if let Some(v) = known.views.get_mut(&id) {
-                    v.name = name;
-                }
-            }
+            self.recompute_many(txn, chunk, &pending.history, at).await?;
         }
         Ok(())
     }
 
-    /// Recompute the golden records of `ids` with three reads and one update for all.
-    /// Returns each customer's new golden name, as the rules read it.
+    /// Recompute the golden records of `ids` from their complete `history`, with one read
+    /// (primary email and phone come from the identities) and one update for all.
     async fn recompute_many(
         &self,
         txn: &DatabaseTransaction,
         ids: &[CustomerId],
+        history: &HashMap<CustomerId, Vec<Observation>>,
         at: DateTime<Utc>,
-    ) -> StoreResult<Vec<(CustomerId, Option<PersonName>)>> {
+    ) -> StoreResult<()> {
         use sea_orm::{ColumnTrait, QueryFilter, QueryOrder};
         let raw: Vec<Uuid> = ids.iter().map(|c| c.0).collect();
-        let records = source_record::Entity::find()
-            .filter(source_record::Column::CustomerId.is_in(raw.iter().copied()))
-            .order_by_asc(source_record::Column::ReceivedAt)
-            .order_by_asc(source_record::Column::Id)
-            .all(txn)
-            .await?;
-        let mut observations: HashMap<Uuid, Vec<Observation>> = HashMap::new();
-        for r in records {
-            match (r.customer_id, serde_json::from_value(r.payload)) {
-                (Some(cid), Ok(o)) => observations.entry(cid).or_default().push(o),
-                (_, Err(e)) => return Err(StoreError::Corrupt(format!("source record {}: {e}", r.id))),
-                _ => {}
-            }
-        }
         let idents = identity::Entity::find()
             .filter(identity::Column::CustomerId.is_in(raw.iter().copied()))
             .filter(identity::Column::Status.eq("active"))
@@ -475,10 +531,9 @@ impl Store {
         let mut values: Vec<sea_orm::Value> = vec![at.into()];
         let mut tuples = Vec::with_capacity(ids.len());
         let mut tags: Vec<customer_tag::ActiveModel> = Vec::new();
-        let mut names = Vec::with_capacity(ids.len());
         for id in ids {
             let golden =
-                golden_record_with(&self.survivorship, observations.get(&id.0).map(Vec::as_slice).unwrap_or(&[]));
+                golden_record_with(&self.survivorship, history.get(id).map(Vec::as_slice).unwrap_or(&[]));
             let mut traits = golden.traits.clone();
             if let Some(d) = golden.birth_date {
                 traits.insert("birthDate".into(), Value::String(d.to_string()));
@@ -498,13 +553,6 @@ impl Store {
                 tag: Set(t.clone()),
                 created_at: Set(at),
             }));
-            let name = PersonName::parse(
-                golden.given_name.as_deref(),
-                golden.family_name.as_deref(),
-                golden.full_name.as_deref(),
-            )
-            .ok();
-            names.push((*id, name));
         }
         let at_ph = ph(b, 1);
         let sql = format!(
@@ -526,7 +574,7 @@ impl Store {
                 .exec_without_returning(txn)
                 .await?;
         }
-        Ok(names)
+        Ok(())
     }
 }
 
