@@ -211,9 +211,8 @@ impl Store {
                     (id, true)
                 }
                 Target::Attach(id) => {
-                    if !pending.history.contains_key(&id) {
-                        let earlier = self.source_observations(txn, id).await?;
-                        pending.history.insert(id, earlier);
+                    if let std::collections::hash_map::Entry::Vacant(slot) = pending.history.entry(id) {
+                        slot.insert(self.source_observations(txn, id).await?);
                     }
                     (id, false)
                 }
