@@ -6,6 +6,7 @@ mod m20261123_000001_initial;
 mod m20261123_000002_identity_rules;
 mod m20261123_000003_sync;
 mod m20261123_000004_access;
+mod m20261124_000005_lean_identity_indexes;
 
 pub struct Migrator;
 
@@ -17,6 +18,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261123_000002_identity_rules::Migration),
             Box::new(m20261123_000003_sync::Migration),
             Box::new(m20261123_000004_access::Migration),
+            Box::new(m20261124_000005_lean_identity_indexes::Migration),
         ]
     }
 }

@@ -95,10 +95,18 @@ pub async fn import_file<R: Read + Send + 'static>(
     let (tx, mut rx) = tokio::sync::mpsc::channel::<Chunk>(2);
     let reading = {
         let extractor = extractor.clone();
-        std::thread::spawn(move || read_chunks(reader, format, &extractor, |c| tx.blocking_send(c).is_ok()))
+        std::thread::Builder::new()
+            .name("import-reader".into())
+            .spawn(move || read_chunks(reader, format, &extractor, |c| tx.blocking_send(c).is_ok()))
+            .map_err(|e| crate::store::StoreError::Corrupt(format!("cannot start the reader thread: {e}")))?
     };
     let mut failed = None;
-    while let Some(chunk) = rx.recv().await {
+    let (mut waiting, mut writing) = (std::time::Duration::ZERO, std::time::Duration::ZERO);
+    loop {
+        let t = std::time::Instant::now();
+        let Some(chunk) = rx.recv().await else { break };
+        waiting += t.elapsed();
+        let t = std::time::Instant::now();
         summary.read += chunk.read;
         for reason in chunk.rejected {
             summary.rejected += 1;
@@ -108,8 +116,14 @@ pub async fn import_file<R: Read + Send + 'static>(
             failed = Some(e);
             break;
         }
+        writing += t.elapsed();
         progress(chunk.bytes);
     }
+    tracing::debug!(
+        waiting_ms = waiting.as_millis() as u64,
+        writing_ms = writing.as_millis() as u64,
+        "import: time waiting for parsed records vs writing them"
+    );
     drop(rx); // a failed write stops the reader at its next send
     let _ = reading.join();
     if let Some(e) = failed {

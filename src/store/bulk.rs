@@ -525,20 +525,20 @@ impl Store {
             });
         }
 
+        // An upsert on the primary key rather than UPDATE … FROM (VALUES …): SQLite may plan
+        // the latter as a scan of every customer.
         let b = self.backend();
-        // `?` placeholders bind in order of appearance, so `at` (in SET) comes first.
-        let mut values: Vec<sea_orm::Value> = vec![at.into()];
+        let mut values: Vec<sea_orm::Value> = Vec::with_capacity(ids.len() * 11);
         let mut tuples = Vec::with_capacity(ids.len());
         let mut tags: Vec<customer_tag::ActiveModel> = Vec::new();
         for id in ids {
-            let golden =
-                golden_record_with(&self.survivorship, history.get(id).map(Vec::as_slice).unwrap_or(&[]));
+            let golden = golden_record_with(&self.survivorship, history.get(id).map(Vec::as_slice).unwrap_or(&[]));
             let mut traits = golden.traits.clone();
             if let Some(d) = golden.birth_date {
                 traits.insert("birthDate".into(), Value::String(d.to_string()));
             }
             let n = values.len();
-            tuples.push(format!("({})", (1..=8).map(|i| cast(b, i, ph(b, n + i))).collect::<Vec<_>>().join(", ")));
+            tuples.push(format!("({})", (1..=11).map(|i| ph(b, n + i)).collect::<Vec<_>>().join(", ")));
             values.push(id.0.into());
             values.push(golden.given_name.clone().into());
             values.push(golden.family_name.clone().into());
@@ -547,18 +547,22 @@ impl Store {
             values.push(primaries.get(&(id.0, IdentityKind::Phone.as_str())).cloned().into());
             values.push(serde_json::to_value(&golden.addresses).unwrap_or(Value::Array(vec![])).into());
             values.push(Value::Object(traits).into());
+            values.push(0i64.into());
+            values.push(at.into()); // only used if the row were missing, which it never is
+            values.push(at.into());
             tags.extend(golden.tags.iter().map(|t| customer_tag::ActiveModel {
                 customer_id: Set(id.0),
                 tag: Set(t.clone()),
                 created_at: Set(at),
             }));
         }
-        let at_ph = ph(b, 1);
         let sql = format!(
-            "UPDATE customers SET given_name = v.column2, family_name = v.column3, full_name = v.column4, \
-               primary_email = v.column5, primary_phone = v.column6, addresses = v.column7, traits = v.column8, \
-               version = customers.version + 1, updated_at = {at_ph} \
-             FROM (VALUES {}) AS v WHERE customers.id = v.column1",
+            "INSERT INTO customers (id, given_name, family_name, full_name, primary_email, primary_phone, addresses, \
+               traits, version, created_at, updated_at) VALUES {} \
+             ON CONFLICT (id) DO UPDATE SET given_name = excluded.given_name, family_name = excluded.family_name, \
+               full_name = excluded.full_name, primary_email = excluded.primary_email, \
+               primary_phone = excluded.primary_phone, addresses = excluded.addresses, traits = excluded.traits, \
+               version = customers.version + 1, updated_at = excluded.updated_at",
             tuples.join(", ")
         );
         txn.execute(Statement::from_sql_and_values(b, sql, values)).await?;
@@ -574,18 +578,6 @@ impl Store {
                 .await?;
         }
         Ok(())
-    }
-}
-
-/// VALUES columns on PostgreSQL take their type from the first row; spell them out.
-fn cast(b: sea_orm::DatabaseBackend, column: usize, placeholder: String) -> String {
-    if !matches!(b, sea_orm::DatabaseBackend::Postgres) {
-        return placeholder;
-    }
-    match column {
-        1 => format!("{placeholder}::uuid"),
-        7 | 8 => format!("{placeholder}::jsonb"),
-        _ => format!("{placeholder}::text"),
     }
 }
 
