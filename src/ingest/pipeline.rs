@@ -65,8 +65,8 @@ pub enum BatchOutcome {
 /// inside its own savepoint together with its `processed` mark (which requires the lease to
 /// still be ours), so a row that fails — bad payload, lost lease, deadlock — is rolled back
 /// alone and the others still commit. Rows are taken in order until `budget` has been spent
-/// (short transactions keep the SQLite writer lock short); returns the outcomes of the first
-/// `k` rows, the rest were not touched.
+/// or (SQLite) a webhook delivery waits for the writer; returns the outcomes of the first `k`
+/// rows (at least one), the rest were not touched.
 pub async fn process_batch(
     state: &AppState,
     rows: &[(std::sync::Arc<LiveConnector>, inbox::Model)],
@@ -78,7 +78,7 @@ pub async fn process_batch(
     };
     let mut out = Vec::with_capacity(rows.len());
     for (live, row) in rows {
-        if !out.is_empty() && started.elapsed() >= budget {
+        if !out.is_empty() && (started.elapsed() >= budget || state.inbox_writer.deliveries_waiting()) {
             break;
         }
         let Ok(records) = live.connector.parse(&stored_event(row)) else {

@@ -294,6 +294,10 @@ struct PendingInsert {
 #[derive(Clone)]
 pub struct InboxWriter {
     queue: mpsc::Sender<PendingInsert>,
+    /// Deliveries queued or being written, not yet answered.
+    pending: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    /// SQLite: inbox workers give way to deliveries (see [`InboxWriter::deliveries_waiting`]).
+    yield_to_deliveries: bool,
 }
 
 impl std::fmt::Debug for InboxWriter {
@@ -308,9 +312,10 @@ impl InboxWriter {
     pub fn spawn(store: Store) -> Self {
         let (queue, rx) = mpsc::channel::<PendingInsert>(8 * GROUP_COMMIT_MAX);
         let rx = std::sync::Arc::new(tokio::sync::Mutex::new(rx));
+        let pending_all = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
         let writers = if store.is_postgres() { 2 } else { 1 };
         for _ in 0..writers {
-            let (store, rx) = (store.clone(), rx.clone());
+            let (store, rx, pending) = (store.clone(), rx.clone(), pending_all.clone());
             tokio::spawn(async move {
                 loop {
                     let batch = {
@@ -325,11 +330,28 @@ impl InboxWriter {
                         }
                         batch
                     };
-                    write_batch(&store, batch).await;
+                    write_batch(&store, batch, &pending).await;
                 }
             });
         }
-        Self { queue }
+        Self { queue, pending: pending_all, yield_to_deliveries: !store.is_postgres() }
+    }
+
+    /// Whether inbox workers should give way: on SQLite, webhook deliveries and inbox
+    /// workers share the single writer, and a platform waiting for its 2xx matters more than
+    /// an event waiting to be applied (it is safely stored already). Workers end their batch
+    /// early and wait a little before the next one while this is true. Always false on
+    /// PostgreSQL, where they do not block each other.
+    pub fn deliveries_waiting(&self) -> bool {
+        self.yield_to_deliveries && self.pending.load(std::sync::atomic::Ordering::Acquire) > 0
+    }
+
+    /// Wait (at most `max`) until no delivery waits for the SQLite writer.
+    pub async fn give_way(&self, max: std::time::Duration) {
+        let until = std::time::Instant::now() + max;
+        while self.deliveries_waiting() && std::time::Instant::now() < until {
+            tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+        }
     }
 
     /// Store one delivery through the group commit: `Ok(true)` once it is committed, `Ok(false)`
@@ -337,7 +359,11 @@ impl InboxWriter {
     pub async fn insert(&self, event: NewInboxEvent) -> StoreResult<bool> {
         let (reply, answer) = oneshot::channel();
         let stopped = || StoreError::Db(sea_orm::DbErr::Custom("the inbox writer stopped".into()));
-        self.queue.send(PendingInsert { event, reply }).await.map_err(|_| stopped())?;
+        // Reserve first: no await between counting the delivery and queueing it, so a
+        // cancelled request cannot leave the count behind.
+        let permit = self.queue.reserve().await.map_err(|_| stopped())?;
+        self.pending.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+        permit.send(PendingInsert { event, reply });
         match answer.await {
             Ok(new) => Ok(new),
             // The writer dropped our reply: the write failed (it logged why) or it stopped.
@@ -346,9 +372,15 @@ impl InboxWriter {
     }
 }
 
-async fn write_batch(store: &Store, batch: Vec<PendingInsert>) {
+async fn write_batch(store: &Store, batch: Vec<PendingInsert>, pending: &std::sync::atomic::AtomicUsize) {
+    let n = batch.len();
     let (events, replies): (Vec<NewInboxEvent>, Vec<oneshot::Sender<bool>>) =
         batch.into_iter().map(|p| (p.event, p.reply)).unzip();
+    write_rows(store, events, replies).await;
+    pending.fetch_sub(n, std::sync::atomic::Ordering::AcqRel);
+}
+
+async fn write_rows(store: &Store, events: Vec<NewInboxEvent>, replies: Vec<oneshot::Sender<bool>>) {
     metrics::histogram!("junction_inbox_group_commit_rows").record(events.len() as f64);
     let cause = |e: &StoreError| std::error::Error::source(e).map(|s| s.to_string()).unwrap_or_default();
     match store.insert_inbox_batch(&events).await {
