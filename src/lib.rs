@@ -63,6 +63,10 @@ pub struct AppState {
     pub key_cache: Arc<access::KeyCache>,
     /// Pull clients, running pulls and their progress.
     pub sync: Arc<sync::SyncHub>,
+    /// Connectors with opened secrets (5 s TTL, invalidated by admin mutations).
+    pub connectors: Arc<ingest::runtime::ConnectorCache>,
+    /// Group commit of webhook deliveries into the inbox.
+    pub inbox_writer: store::inbox::InboxWriter,
 }
 
 /// A rate limiter keyed by API key id.
@@ -125,7 +129,21 @@ pub async fn build_state(config: Config, migrate: bool) -> anyhow::Result<AppSta
     .allow_burst(std::num::NonZeroU32::new(config.graphql.rate_limit_burst).unwrap_or(std::num::NonZeroU32::MIN));
     let limiter = Arc::new(governor::RateLimiter::hashmap(quota));
     let key_cache = Arc::new(access::KeyCache::default());
-    Ok(AppState { config: Arc::new(config), store, extractor, changes, cipher, wake, sync, limiter, key_cache })
+    let connectors = Arc::new(ingest::runtime::ConnectorCache::default());
+    let inbox_writer = store::inbox::InboxWriter::spawn(store.clone());
+    Ok(AppState {
+        config: Arc::new(config),
+        store,
+        extractor,
+        changes,
+        cipher,
+        wake,
+        sync,
+        limiter,
+        key_cache,
+        connectors,
+        inbox_writer,
+    })
 }
 
 /// A built server, ready to run.

@@ -331,6 +331,7 @@ impl AdminMutation {
             change.name = Some(n);
         }
         let updated = st.store.change_connector(id, change).await.map_err(ApiError::from)?;
+        st.connectors.invalidate(id);
         audit(ctx, "connector.update", Some(id.to_string()), serde_json::json!({})).await?;
         Ok(Connector(updated))
     }
@@ -362,6 +363,7 @@ impl AdminMutation {
             ..Default::default()
         };
         let updated = st.store.change_connector(id, change).await.map_err(ApiError::from)?;
+        st.connectors.invalidate(id);
         tracing::info!(connector_id = %id, "connector secret rotated");
         audit(ctx, "connector.rotate_secret", Some(id.to_string()), serde_json::json!({"graceSeconds": grace_seconds}))
             .await?;
@@ -372,6 +374,7 @@ impl AdminMutation {
         let id = parse_connector_id(&id, "id")?;
         let change = ConnectorChange { status: Some("disabled"), ..Default::default() };
         let row = state(ctx).store.change_connector(id, change).await.map_err(ApiError::from)?;
+        state(ctx).connectors.invalidate(id);
         audit(ctx, "connector.disable", Some(id.to_string()), serde_json::json!({})).await?;
         Ok(Connector(row))
     }
@@ -380,6 +383,7 @@ impl AdminMutation {
         let id = parse_connector_id(&id, "id")?;
         let change = ConnectorChange { status: Some("active"), ..Default::default() };
         let row = state(ctx).store.change_connector(id, change).await.map_err(ApiError::from)?;
+        state(ctx).connectors.invalidate(id);
         audit(ctx, "connector.enable", Some(id.to_string()), serde_json::json!({})).await?;
         Ok(Connector(row))
     }
@@ -391,6 +395,7 @@ impl AdminMutation {
             crate::store::StoreError::NotFound => ApiError::NotFound("connector"),
             other => ApiError::from(other),
         })?;
+        state(ctx).connectors.invalidate(cid);
         audit(ctx, "connector.delete", Some(cid.to_string()), serde_json::json!({})).await?;
         Ok(ID(cid.to_string()))
     }

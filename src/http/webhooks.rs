@@ -12,7 +12,7 @@ use junction_connectors::{Reply, WebhookError, WebhookOutcome, WebhookRequest};
 use serde_json::json;
 
 use crate::ids::ConnectorId;
-use crate::ingest::runtime::connector_for;
+use crate::ingest::runtime::LoadError;
 use crate::store::NewInboxEvent;
 use crate::AppState;
 
@@ -54,24 +54,22 @@ pub async fn receive(
     let Ok(id) = ConnectorId::parse(&raw_id) else {
         return problem(StatusCode::NOT_FOUND, "unknown connector");
     };
-    let conn = match state.store.connector(id).await {
+    let live = match state.connectors.get(&state.store, &state.cipher, id).await {
         Ok(Some(c)) => c,
         Ok(None) => return problem(StatusCode::NOT_FOUND, "unknown connector"),
-        Err(e) => {
+        Err(LoadError::Store(e)) => {
             tracing::error!(error = %e, "connector lookup failed");
             return unavailable();
         }
-    };
-    if conn.status != "active" {
-        return problem(StatusCode::GONE, "connector is disabled");
-    }
-    let connector = match connector_for(&state.cipher, &conn) {
-        Ok(c) => c,
-        Err(e) => {
+        Err(LoadError::Build(e)) => {
             tracing::error!(error = %e, "connector cannot be built");
             return problem(StatusCode::SERVICE_UNAVAILABLE, "connector is misconfigured");
         }
     };
+    let (conn, connector) = (&live.row, &live.connector);
+    if conn.status != "active" {
+        return problem(StatusCode::GONE, "connector is disabled");
+    }
     let header_list: Vec<(String, String)> = headers
         .iter()
         .filter_map(|(k, v)| v.to_str().ok().map(|v| (k.as_str().to_ascii_lowercase(), v.to_string())))
@@ -100,9 +98,10 @@ pub async fn receive(
         Ok(WebhookOutcome::Respond(r)) => reply(r),
         Ok(WebhookOutcome::Accept { event_id, event_type, ack }) => {
             tracing::Span::current().record("event_id", event_id.as_str());
+            // Through the group commit: answers once our row is committed (or refused).
             let stored = state
-                .store
-                .insert_inbox(NewInboxEvent {
+                .inbox_writer
+                .insert(NewInboxEvent {
                     connector_id: id,
                     event_id,
                     event_type,

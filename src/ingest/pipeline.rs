@@ -1,12 +1,13 @@
 //! From a verified inbox event to customer data, in one transaction: parse with the
 //! connector, resolve identities, upsert orders, append timeline events, honour privacy
-//! requests, and mark the event processed.
+//! requests, and mark the event processed. Several events can share one transaction
+//! ([`process_batch`]), each in its own savepoint.
 
 use chrono::{DateTime, Utc};
 use junction_connectors::{Direction, Record, StoredEvent};
 use serde_json::{json, Map, Value};
 
-use super::runtime::{connector_for, region_of};
+use super::runtime::{region_of, LiveConnector};
 use crate::identity::{Observation, SourceRef};
 use crate::ids::{ConnectorId, CustomerId, InboxId};
 use crate::store::entities::{connector, inbox};
@@ -39,16 +40,85 @@ fn stored_event(row: &inbox::Model) -> StoredEvent {
 /// together; on error nothing of it is kept.
 pub async fn process(
     state: &AppState,
-    conn: &connector::Model,
+    live: &LiveConnector,
     row: &inbox::Model,
 ) -> Result<Vec<(CustomerId, ChangeKind)>, ProcessError> {
-    let connector = connector_for(&state.cipher, conn).map_err(|e| ProcessError::Connector(e.to_string()))?;
-    let records = connector.parse(&stored_event(row)).map_err(|e| ProcessError::Parse(e.to_string()))?;
+    let records = live.connector.parse(&stored_event(row)).map_err(|e| ProcessError::Parse(e.to_string()))?;
     let tx = state.store.write().await?;
-    let changes = apply_records(state, &tx, conn, records, row.received_at, Some(InboxId(row.id))).await?;
+    let changes = apply_records(state, &tx, &live.row, records, row.received_at, Some(InboxId(row.id))).await?;
     state.store.complete_inbox(&tx, InboxId(row.id), row.leased_until).await?;
     tx.commit().await?;
     Ok(changes)
+}
+
+/// What [`process_batch`] did with each row it took.
+#[derive(Debug)]
+pub enum BatchOutcome {
+    /// Applied and marked processed; committed with the batch.
+    Applied(Vec<(CustomerId, ChangeKind)>),
+    /// Nothing of it was kept (it failed inside the batch, or the batch did not commit):
+    /// run it alone with [`process`], which records its failure as usual.
+    RunAlone,
+}
+
+/// Process leased rows in one transaction, one commit for all of them. Each row is applied
+/// inside its own savepoint together with its `processed` mark (which requires the lease to
+/// still be ours), so a row that fails — bad payload, lost lease, deadlock — is rolled back
+/// alone and the others still commit. Rows are taken in order until `budget` has been spent
+/// or (SQLite) a webhook delivery waits for the writer; returns the outcomes of the first `k`
+/// rows (at least one), the rest were not touched.
+pub async fn process_batch(
+    state: &AppState,
+    rows: &[(std::sync::Arc<LiveConnector>, inbox::Model)],
+    budget: std::time::Duration,
+) -> Vec<BatchOutcome> {
+    let started = std::time::Instant::now();
+    let Ok(tx) = state.store.write().await else {
+        return rows.iter().take(1).map(|_| BatchOutcome::RunAlone).collect();
+    };
+    let mut out = Vec::with_capacity(rows.len());
+    for (live, row) in rows {
+        if !out.is_empty() && (started.elapsed() >= budget || state.inbox_writer.deliveries_waiting()) {
+            break;
+        }
+        let Ok(records) = live.connector.parse(&stored_event(row)) else {
+            out.push(BatchOutcome::RunAlone);
+            continue;
+        };
+        let Ok(sp) = tx.savepoint().await else {
+            // The transaction is unusable: keep nothing of this batch.
+            out.push(BatchOutcome::RunAlone);
+            return out.into_iter().map(|_| BatchOutcome::RunAlone).collect();
+        };
+        let applied = async {
+            let changes = apply_records(state, &sp, &live.row, records, row.received_at, Some(InboxId(row.id))).await?;
+            state.store.complete_inbox(&sp, InboxId(row.id), row.leased_until).await?;
+            Ok::<_, ProcessError>(changes)
+        }
+        .await;
+        match applied {
+            Ok(changes) => match sp.commit().await {
+                Ok(()) => out.push(BatchOutcome::Applied(changes)),
+                Err(_) => {
+                    out.push(BatchOutcome::RunAlone);
+                    return out.into_iter().map(|_| BatchOutcome::RunAlone).collect();
+                }
+            },
+            Err(e) => {
+                tracing::debug!(inbox_id = %InboxId(row.id), error = %e, "inbox event failed in a batch; it runs alone next");
+                if sp.rollback().await.is_err() {
+                    out.push(BatchOutcome::RunAlone);
+                    return out.into_iter().map(|_| BatchOutcome::RunAlone).collect();
+                }
+                out.push(BatchOutcome::RunAlone);
+            }
+        }
+    }
+    if let Err(e) = tx.commit().await {
+        tracing::warn!(error = %e, rows = out.len(), "inbox batch did not commit; its events run alone");
+        return out.into_iter().map(|_| BatchOutcome::RunAlone).collect();
+    }
+    out
 }
 
 /// Apply normalised records from `conn` inside the caller's transaction: resolve identities,

@@ -1,5 +1,7 @@
-//! Inbox workers: lease due rows, process each in its own transaction, retry failures with
-//! capped exponential backoff and jitter, dead-letter after `ingest.max_attempts`.
+//! Inbox workers: lease due rows, apply them in batches (one transaction per batch, a
+//! savepoint per event), run any event that failed in a batch alone in its own
+//! transaction, retry failures with capped exponential backoff and jitter, dead-letter
+//! after `ingest.max_attempts`.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -7,9 +9,14 @@ use std::time::Duration;
 use rand::Rng;
 use tokio::sync::Notify;
 
-use super::pipeline::process;
+use super::pipeline::{process, process_batch, BatchOutcome, ProcessError};
+use super::runtime::{LiveConnector, LoadError};
 use crate::ids::{ConnectorId, InboxId};
-use crate::AppState;
+use crate::store::entities::inbox;
+use crate::{AppState, ChangeKind};
+
+/// Rows one worker leases at a time.
+pub const LEASE_BATCH: u64 = 64;
 
 /// Delay before attempt `attempts + 1`: 2^attempts seconds, capped at 15 minutes, ±25 % jitter.
 pub fn backoff(attempts: i32) -> chrono::Duration {
@@ -25,7 +32,7 @@ pub fn spawn_workers(state: AppState, wake: Arc<Notify>, n: usize) {
         let wake = wake.clone();
         tokio::spawn(async move {
             loop {
-                let worked = match run_once(&state, 16).await {
+                let worked = match run_once(&state, LEASE_BATCH).await {
                     Ok(n) => n > 0,
                     Err(e) => {
                         tracing::warn!(error = %e, "inbox lease failed");
@@ -40,34 +47,76 @@ pub fn spawn_workers(state: AppState, wake: Arc<Notify>, n: usize) {
     }
 }
 
+/// How long one batch transaction may keep taking events. On SQLite the transaction holds
+/// the single writer (webhook inserts wait for it), so it stays short; on PostgreSQL a
+/// longer batch saves commits (each one an fsync) and blocks nobody but holders of the
+/// same identity keys.
+fn batch_budget(state: &AppState) -> Duration {
+    if state.store.is_postgres() {
+        Duration::from_millis(100)
+    } else {
+        Duration::from_millis(20)
+    }
+}
+
 /// Lease and process up to `batch` rows once. Returns how many were leased.
 pub async fn run_once(state: &AppState, batch: u64) -> Result<usize, crate::store::StoreError> {
     let lease = chrono::Duration::seconds(state.config.ingest.lease_secs as i64);
     let rows = state.store.lease_inbox(batch, lease).await?;
     let n = rows.len();
+    let mut ready: Vec<(Arc<LiveConnector>, inbox::Model)> = Vec::with_capacity(n);
     for row in rows {
-        let id = InboxId(row.id);
-        let conn = match state.store.connector(ConnectorId(row.connector_id)).await? {
-            Some(c) => c,
-            None => continue, // connector deleted: its rows cascade away
-        };
-        let started = std::time::Instant::now();
-        match process(state, &conn, &row).await {
-            Ok(changes) => {
-                metrics::counter!("junction_inbox_processed_total", "kind" => conn.kind.clone()).increment(1);
-                metrics::histogram!("junction_inbox_process_seconds").record(started.elapsed().as_secs_f64());
-                for (c, k) in changes {
-                    state.notify(c, k);
-                }
-            }
-            Err(e) => {
-                let dead = row.attempts >= state.config.ingest.max_attempts;
-                tracing::warn!(inbox_id = %id, connector_id = %ConnectorId(row.connector_id), attempts = row.attempts, dead, error = %e, "inbox event failed");
-                metrics::counter!("junction_inbox_failed_total", "dead" => if dead { "true" } else { "false" })
-                    .increment(1);
-                state.store.fail_inbox(id, row.leased_until, &e.to_string(), dead, backoff(row.attempts)).await?;
-            }
+        match state.connectors.get(&state.store, &state.cipher, ConnectorId(row.connector_id)).await {
+            Ok(Some(live)) => ready.push((live, row)),
+            Ok(None) => {} // connector deleted: its rows cascade away
+            Err(LoadError::Store(e)) => return Err(e),
+            Err(LoadError::Build(e)) => failed(state, &row, &ProcessError::Connector(e.to_string())).await?,
         }
     }
+    let budget = batch_budget(state);
+    let mut rest = &ready[..];
+    while !rest.is_empty() {
+        let started = std::time::Instant::now();
+        let outcomes =
+            if rest.len() == 1 { vec![BatchOutcome::RunAlone] } else { process_batch(state, rest, budget).await };
+        let taken = outcomes.len().max(1);
+        let applied = outcomes.iter().filter(|o| matches!(o, BatchOutcome::Applied(_))).count().max(1);
+        let per_event = started.elapsed().as_secs_f64() / applied as f64;
+        for ((live, row), outcome) in rest.iter().zip(outcomes) {
+            match outcome {
+                BatchOutcome::Applied(changes) => done(state, live, changes, per_event),
+                BatchOutcome::RunAlone => alone(state, live, row).await?,
+            }
+        }
+        rest = &rest[taken.min(rest.len())..];
+    }
     Ok(n)
+}
+
+/// Process one row in its own transaction, recording its failure (retry or dead letter).
+async fn alone(state: &AppState, live: &LiveConnector, row: &inbox::Model) -> Result<(), crate::store::StoreError> {
+    let started = std::time::Instant::now();
+    match process(state, live, row).await {
+        Ok(changes) => {
+            done(state, live, changes, started.elapsed().as_secs_f64());
+            Ok(())
+        }
+        Err(e) => failed(state, row, &e).await,
+    }
+}
+
+fn done(state: &AppState, live: &LiveConnector, changes: Vec<(crate::ids::CustomerId, ChangeKind)>, seconds: f64) {
+    metrics::counter!("junction_inbox_processed_total", "kind" => live.row.kind.clone()).increment(1);
+    metrics::histogram!("junction_inbox_process_seconds").record(seconds);
+    for (c, k) in changes {
+        state.notify(c, k);
+    }
+}
+
+async fn failed(state: &AppState, row: &inbox::Model, e: &ProcessError) -> Result<(), crate::store::StoreError> {
+    let id = InboxId(row.id);
+    let dead = row.attempts >= state.config.ingest.max_attempts;
+    tracing::warn!(inbox_id = %id, connector_id = %ConnectorId(row.connector_id), attempts = row.attempts, dead, error = %e, "inbox event failed");
+    metrics::counter!("junction_inbox_failed_total", "dead" => if dead { "true" } else { "false" }).increment(1);
+    state.store.fail_inbox(id, row.leased_until, &e.to_string(), dead, backoff(row.attempts)).await
 }

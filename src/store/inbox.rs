@@ -6,8 +6,9 @@ use chrono::{DateTime, Duration, Utc};
 use sea_orm::sea_query::{Expr, OnConflict};
 use sea_orm::{
     ActiveValue::Set, ColumnTrait, ConnectionTrait, EntityTrait, FromQueryResult, QueryFilter, QueryOrder, QuerySelect,
-    Statement,
+    QueryTrait, Statement,
 };
+use tokio::sync::{mpsc, oneshot};
 use uuid::Uuid;
 
 use super::customers::now;
@@ -16,6 +17,7 @@ use super::{ph, Store, StoreError, StoreResult, WriteTx};
 use crate::ids::{ConnectorId, InboxId};
 
 /// A verified delivery to keep.
+#[derive(Clone)]
 pub struct NewInboxEvent {
     pub connector_id: ConnectorId,
     pub event_id: String,
@@ -46,15 +48,28 @@ fn still_leased(lease: Option<DateTime<Utc>>) -> sea_orm::Condition {
 impl Store {
     /// Store a delivery; returns false when it was a duplicate (nothing changed).
     pub async fn insert_inbox(&self, e: NewInboxEvent) -> StoreResult<bool> {
+        let mut out = self.insert_inbox_batch(std::slice::from_ref(&e)).await?;
+        Ok(out.pop().unwrap_or(false))
+    }
+
+    /// Store deliveries with one multi-row `INSERT … ON CONFLICT (connector_id, event_id) DO
+    /// NOTHING` (one commit for all of them). Returns, per delivery in order, whether it was
+    /// new; false for a duplicate of a stored row or of an earlier delivery in the batch.
+    /// When this returns `Ok`, every row is committed; on `Err`, none is.
+    pub async fn insert_inbox_batch(&self, events: &[NewInboxEvent]) -> StoreResult<Vec<bool>> {
+        if events.is_empty() {
+            return Ok(Vec::new());
+        }
         let at = now();
-        let model = inbox::ActiveModel {
-            id: Set(Uuid::now_v7()),
+        let ids: Vec<Uuid> = events.iter().map(|_| Uuid::now_v7()).collect();
+        let models = events.iter().zip(&ids).map(|(e, id)| inbox::ActiveModel {
+            id: Set(*id),
             connector_id: Set(e.connector_id.0),
-            event_id: Set(e.event_id),
-            event_type: Set(e.event_type),
+            event_id: Set(e.event_id.clone()),
+            event_type: Set(e.event_type.clone()),
             headers: Set(serde_json::to_value(&e.headers).unwrap_or_default()),
             query: Set(serde_json::to_value(&e.query).unwrap_or_default()),
-            body: Set(e.body),
+            body: Set(e.body.clone()),
             status: Set(status::PENDING.into()),
             attempts: Set(0),
             next_attempt_at: Set(at),
@@ -62,16 +77,31 @@ impl Store {
             last_error: Set(None),
             received_at: Set(at),
             processed_at: Set(None),
-        };
-        // No writer lock needed: a single INSERT is atomic on both backends.
-        let res = inbox::Entity::insert(model)
+        });
+        let mut insert = inbox::Entity::insert_many(models)
             .on_conflict(
                 OnConflict::columns([inbox::Column::ConnectorId, inbox::Column::EventId]).do_nothing().to_owned(),
             )
-            .do_nothing()
-            .exec_without_returning(self.conn())
-            .await?;
-        Ok(matches!(res, sea_orm::TryInsertResult::Inserted(n) if n > 0))
+            .into_query();
+        insert.returning_col(inbox::Column::Id);
+        let stmt = self.backend().build(&insert);
+        #[derive(FromQueryResult)]
+        struct Inserted {
+            id: Uuid,
+        }
+        // One statement is atomic on both backends. On SQLite it still goes through the
+        // writer lock so it queues behind (short) worker transactions instead of spinning
+        // in the busy handler.
+        let inserted = if self.is_postgres() {
+            Inserted::find_by_statement(stmt).all(self.conn()).await?
+        } else {
+            let tx = self.write().await?;
+            let rows = Inserted::find_by_statement(stmt).all(&tx.txn).await?;
+            tx.commit().await?;
+            rows
+        };
+        let new: std::collections::HashSet<Uuid> = inserted.into_iter().map(|r| r.id).collect();
+        Ok(ids.iter().map(|id| new.contains(id)).collect())
     }
 
     /// Lease up to `n` due rows (pending, retrying, or with an expired lease).
@@ -224,5 +254,153 @@ impl Store {
             ))
             .await?;
         Ok(())
+    }
+}
+
+impl WriteTx {
+    /// A savepoint inside this transaction, usable wherever a `WriteTx` is. Commit it to keep
+    /// its writes (they then commit or roll back with the outer transaction); roll it back to
+    /// undo only them.
+    pub async fn savepoint(&self) -> StoreResult<WriteTx> {
+        use sea_orm::TransactionTrait;
+        Ok(WriteTx { txn: self.txn.begin().await?, _writer: None })
+    }
+
+    /// Undo this transaction (or savepoint) now rather than when it is dropped.
+    pub async fn rollback(self) -> StoreResult<()> {
+        self.txn.rollback().await?;
+        Ok(())
+    }
+}
+
+/// Most deliveries one group commit takes (14 bound values per row stays well under both
+/// backends' parameter limits).
+const GROUP_COMMIT_MAX: usize = 512;
+
+struct PendingInsert {
+    event: NewInboxEvent,
+    /// Answered once the row is committed; dropped unanswered when the write failed.
+    reply: oneshot::Sender<bool>,
+}
+
+/// Group commit for webhook deliveries. Handlers hand their verified delivery to a writer
+/// task and wait; the writer takes everything queued (up to [`GROUP_COMMIT_MAX`]), stores it
+/// with one multi-row insert and one commit, then answers each handler: new or duplicate
+/// once its row is committed, failed otherwise. So a 2xx still means "committed", at the cost
+/// of one commit per batch instead of one per delivery.
+///
+/// If a batch fails, its deliveries are retried one by one so that one bad row (say, its
+/// connector was deleted a moment ago) fails alone.
+#[derive(Clone)]
+pub struct InboxWriter {
+    queue: mpsc::Sender<PendingInsert>,
+    /// Deliveries queued or being written, not yet answered.
+    pending: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    /// SQLite: inbox workers give way to deliveries (see [`InboxWriter::deliveries_waiting`]).
+    yield_to_deliveries: bool,
+}
+
+impl std::fmt::Debug for InboxWriter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("InboxWriter").finish_non_exhaustive()
+    }
+}
+
+impl InboxWriter {
+    /// Start the writer tasks: two on PostgreSQL (one batch fills while the other commits),
+    /// one on SQLite (its single writer would serialise them anyway).
+    pub fn spawn(store: Store) -> Self {
+        let (queue, rx) = mpsc::channel::<PendingInsert>(8 * GROUP_COMMIT_MAX);
+        let rx = std::sync::Arc::new(tokio::sync::Mutex::new(rx));
+        let pending_all = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let writers = if store.is_postgres() { 2 } else { 1 };
+        for _ in 0..writers {
+            let (store, rx, pending) = (store.clone(), rx.clone(), pending_all.clone());
+            tokio::spawn(async move {
+                loop {
+                    let batch = {
+                        let mut rx = rx.lock().await;
+                        let Some(first) = rx.recv().await else { return };
+                        let mut batch = vec![first];
+                        while batch.len() < GROUP_COMMIT_MAX {
+                            match rx.try_recv() {
+                                Ok(p) => batch.push(p),
+                                Err(_) => break,
+                            }
+                        }
+                        batch
+                    };
+                    write_batch(&store, batch, &pending).await;
+                }
+            });
+        }
+        Self { queue, pending: pending_all, yield_to_deliveries: !store.is_postgres() }
+    }
+
+    /// Whether inbox workers should give way: on SQLite, webhook deliveries and inbox
+    /// workers share the single writer, and a platform waiting for its 2xx matters more than
+    /// an event waiting to be applied (it is safely stored already). Workers end their batch
+    /// early and wait a little before the next one while this is true. Always false on
+    /// PostgreSQL, where they do not block each other.
+    pub fn deliveries_waiting(&self) -> bool {
+        self.yield_to_deliveries && self.pending.load(std::sync::atomic::Ordering::Acquire) > 0
+    }
+
+    /// Wait (at most `max`) until no delivery waits for the SQLite writer.
+    pub async fn give_way(&self, max: std::time::Duration) {
+        let until = std::time::Instant::now() + max;
+        while self.deliveries_waiting() && std::time::Instant::now() < until {
+            tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+        }
+    }
+
+    /// Store one delivery through the group commit: `Ok(true)` once it is committed, `Ok(false)`
+    /// for a duplicate (nothing changed), `Err` when it could not be stored.
+    pub async fn insert(&self, event: NewInboxEvent) -> StoreResult<bool> {
+        let (reply, answer) = oneshot::channel();
+        let stopped = || StoreError::Db(sea_orm::DbErr::Custom("the inbox writer stopped".into()));
+        // Reserve first: no await between counting the delivery and queueing it, so a
+        // cancelled request cannot leave the count behind.
+        let permit = self.queue.reserve().await.map_err(|_| stopped())?;
+        self.pending.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+        permit.send(PendingInsert { event, reply });
+        match answer.await {
+            Ok(new) => Ok(new),
+            // The writer dropped our reply: the write failed (it logged why) or it stopped.
+            Err(_) => Err(StoreError::Db(sea_orm::DbErr::Custom("inbox write failed".into()))),
+        }
+    }
+}
+
+async fn write_batch(store: &Store, batch: Vec<PendingInsert>, pending: &std::sync::atomic::AtomicUsize) {
+    let n = batch.len();
+    let (events, replies): (Vec<NewInboxEvent>, Vec<oneshot::Sender<bool>>) =
+        batch.into_iter().map(|p| (p.event, p.reply)).unzip();
+    write_rows(store, events, replies).await;
+    pending.fetch_sub(n, std::sync::atomic::Ordering::AcqRel);
+}
+
+async fn write_rows(store: &Store, events: Vec<NewInboxEvent>, replies: Vec<oneshot::Sender<bool>>) {
+    metrics::histogram!("junction_inbox_group_commit_rows").record(events.len() as f64);
+    let cause = |e: &StoreError| std::error::Error::source(e).map(|s| s.to_string()).unwrap_or_default();
+    match store.insert_inbox_batch(&events).await {
+        Ok(new) => {
+            for (reply, new) in replies.into_iter().zip(new) {
+                let _ = reply.send(new);
+            }
+        }
+        Err(e) if events.len() > 1 => {
+            tracing::warn!(error = %e, cause = %cause(&e), rows = events.len(), "inbox group commit failed; writing its rows one by one");
+            for (reply, event) in replies.into_iter().zip(&events) {
+                match store.insert_inbox_batch(std::slice::from_ref(event)).await {
+                    Ok(new) => {
+                        let _ = reply.send(new.first().copied().unwrap_or(false));
+                    }
+                    // Dropping `reply` unanswered tells the handler to answer 503.
+                    Err(err) => tracing::error!(error = %err, cause = %cause(&err), "inbox write failed"),
+                }
+            }
+        }
+        Err(e) => tracing::error!(error = %e, cause = %cause(&e), "inbox write failed"),
     }
 }

@@ -600,3 +600,138 @@ async fn shopify_privacy_topics_erase_and_record(app: TestApp) {
     let d = app.gql_ok("{ customers { totalCount } }", json!({})).await;
     assert_eq!(d["customers"]["totalCount"], 0, "shop/redact erased what the shop brought");
 }
+
+/// Run a test against an app whose background inbox workers are off, so the test decides
+/// when events are processed.
+macro_rules! without_workers {
+    ($($name:ident),* $(,)?) => {
+        $(
+            mod $name {
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn sqlite() {
+                    let app = crate::helpers::spawn_app_with(crate::helpers::Backend::Sqlite, |c| c.ingest.workers = 0)
+                        .await
+                        .expect("sqlite app");
+                    super::$name(app).await;
+                }
+
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn postgres() {
+                    let Some(app) =
+                        crate::helpers::spawn_app_with(crate::helpers::Backend::Postgres, |c| c.ingest.workers = 0).await
+                    else {
+                        eprintln!("SKIPPED(postgres): JUNCTION_TEST_DATABASE_URL is not set");
+                        return;
+                    };
+                    super::$name(app).await;
+                }
+            }
+        )*
+    };
+}
+
+both_backends!(concurrent_deliveries_and_retries_are_stored_once_each);
+without_workers!(a_batch_commits_good_events_and_leaves_failed_or_stolen_ones_alone);
+
+fn contact(n: usize) -> Vec<u8> {
+    json!({"type": "contact.created", "timestamp": "2025-01-01T00:00:00Z",
+           "data": {"id": format!("ct_{n}"), "email": format!("batch{n}@acme.io"), "first_name": format!("Batch{n}")}})
+    .to_string()
+    .into_bytes()
+}
+
+async fn count(app: &TestApp, sql: &str) -> i64 {
+    use sea_orm::{ConnectionTrait, Database, Statement};
+    let db = Database::connect(app.database_url.as_str()).await.unwrap();
+    let row = db.query_one(Statement::from_string(db.get_database_backend(), sql)).await.unwrap().unwrap();
+    let n: i64 = row.try_get("", "n").unwrap();
+    db.close().await.ok();
+    n
+}
+
+/// Deliveries arriving together share a group commit: every one is answered 2xx, platform
+/// retries racing their original (possibly in the same batch) are stored once and have one
+/// effect.
+async fn concurrent_deliveries_and_retries_are_stored_once_each(app: TestApp) {
+    let now = Utc::now();
+    let all = platforms();
+    let std = &all[10];
+    let id = create_connector(&app, std.kind, "group", &std.secrets, &std.config).await;
+    let mut requests = Vec::new();
+    for n in 0..40 {
+        requests.push(sign(std, &id, &std.secrets, &contact(n), now).await);
+    }
+    // The first ten are each delivered three times at once.
+    let mut sends: Vec<SignedRequest> = requests.clone();
+    for _ in 0..2 {
+        sends.extend(requests[..10].iter().cloned());
+    }
+    let app = std::sync::Arc::new(app);
+    let mut tasks = Vec::new();
+    for req in sends {
+        let app = app.clone();
+        tasks.push(tokio::spawn(async move { send(&app, &req).await.status().as_u16() }));
+    }
+    for t in tasks {
+        assert_eq!(t.await.unwrap(), 200);
+    }
+    let s = wait_processed(&app, &id, 40).await;
+    assert_eq!(inbox_total(&s), 40, "each event stored once: {s}");
+    let d = app.gql_ok("{ customers { totalCount } }", json!({})).await;
+    assert_eq!(d["customers"]["totalCount"], 40, "one customer per event, none doubled");
+    assert_eq!(count(&app, "SELECT COUNT(*) AS n FROM source_records").await, 40);
+}
+
+/// One transaction for several events: an event that cannot be parsed and an event whose
+/// lease another worker took are rolled back alone; the others commit. The stolen event is
+/// then refused to its stale holder, so it is never applied twice.
+async fn a_batch_commits_good_events_and_leaves_failed_or_stolen_ones_alone(app: TestApp) {
+    use junction::ingest::pipeline::{process, process_batch, BatchOutcome};
+    let now = Utc::now();
+    let all = platforms();
+    let std = &all[10];
+    let id = create_connector(&app, std.kind, "batch", &std.secrets, &std.config).await;
+    for n in 0..5 {
+        assert_eq!(send(&app, &sign(std, &id, &std.secrets, &contact(n), now).await).await.status(), 200);
+    }
+    assert_eq!(send(&app, &sign(std, &id, &std.secrets, b"not json at all", now).await).await.status(), 200);
+
+    let mut rows = app.state.store.lease_inbox(64, Duration::seconds(60)).await.unwrap();
+    assert_eq!(rows.len(), 6);
+    rows.sort_by_key(|r| r.body.clone());
+    let stolen = rows.iter().position(|r| r.body == contact(2)).unwrap();
+    let bad = rows.iter().position(|r| r.body == b"not json at all").unwrap();
+    // Another worker leased event 2 after our lease expired: the token changed.
+    {
+        use sea_orm::{ConnectionTrait, Database, Statement};
+        let db = Database::connect(app.database_url.as_str()).await.unwrap();
+        let sql = format!(
+            "UPDATE inbox SET leased_until = next_attempt_at WHERE event_id = '{}'",
+            rows[stolen].event_id.replace('\'', "")
+        );
+        db.execute(Statement::from_string(db.get_database_backend(), sql)).await.unwrap();
+        db.close().await.ok();
+    }
+    let cid = junction::ids::ConnectorId::parse(&id).unwrap();
+    let live = app.state.connectors.get(&app.state.store, &app.state.cipher, cid).await.unwrap().unwrap();
+    let items: Vec<_> = rows.iter().map(|r| (live.clone(), r.clone())).collect();
+    let outcomes = process_batch(&app.state, &items, std::time::Duration::from_secs(30)).await;
+    assert_eq!(outcomes.len(), 6);
+    for (i, o) in outcomes.iter().enumerate() {
+        let expect_applied = i != stolen && i != bad;
+        assert_eq!(matches!(o, BatchOutcome::Applied(_)), expect_applied, "row {i}: {o:?}");
+    }
+    assert_eq!(count(&app, "SELECT COUNT(*) AS n FROM inbox WHERE status = 'processed'").await, 4);
+    assert_eq!(count(&app, "SELECT COUNT(*) AS n FROM source_records").await, 4, "only the good events applied");
+    let d = app.gql_ok("{ customers { totalCount } }", json!({})).await;
+    assert_eq!(d["customers"]["totalCount"], 4);
+
+    // Run alone by its stale holder, the stolen event is refused and changes nothing.
+    assert!(process(&app.state, &live, &rows[stolen]).await.is_err());
+    assert_eq!(count(&app, "SELECT COUNT(*) AS n FROM source_records").await, 4);
+    // Its current holder still can: nothing of it was committed by the batch.
+    let mut current = rows[stolen].clone();
+    current.leased_until = Some(current.next_attempt_at);
+    process(&app.state, &live, &current).await.unwrap();
+    assert_eq!(count(&app, "SELECT COUNT(*) AS n FROM source_records").await, 5);
+}
