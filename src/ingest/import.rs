@@ -129,6 +129,9 @@ pub async fn import_file<R: Read + Send + 'static>(
     if let Some(e) = failed {
         return Err(e);
     }
+    if summary.created + summary.attached > 0 {
+        store.refresh_statistics().await?;
+    }
     summary.seconds = start.elapsed().as_secs_f64();
     Ok(summary)
 }

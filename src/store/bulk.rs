@@ -46,10 +46,11 @@ impl BulkItem {
     }
 }
 
-/// Rows per multi-row statement: well under SQLite's 32,766 and PostgreSQL's 65,535
-/// bind parameters.
+/// Rows per multi-row statement: at most 500, and well under SQLite's 32,766 and
+/// PostgreSQL's 65,535 bind parameters. Prepared statements are cached per connection, so
+/// their size (which grows with their parameters) bounds the import's memory too.
 fn rows_per_statement(columns: usize) -> usize {
-    (30_000 / columns).max(1)
+    (30_000 / columns).clamp(1, 500)
 }
 
 /// Writes waiting for the next flush.
