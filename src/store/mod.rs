@@ -116,6 +116,9 @@ impl Store {
                     .pragma("mmap_size", "268435456")
                     .statement_cache_capacity(64)
                     .pragma("temp_store", "memory")
+                    // Checkpoints run on a background task (below), not inside the commit
+                    // of whichever request happens to cross the WAL threshold.
+                    .pragma("wal_autocheckpoint", "0")
             });
         let mut db = Database::connect(opts).await?;
         let counter = queries.clone();
@@ -126,6 +129,9 @@ impl Store {
             metrics::histogram!("junction_db_query_seconds").record(info.elapsed.as_secs_f64());
         });
         let writer = matches!(db.get_database_backend(), DatabaseBackend::Sqlite).then(|| Arc::new(Mutex::new(())));
+        if writer.is_some() {
+            spawn_checkpointer(db.clone());
+        }
         Ok(Self { db, writer, queries, survivorship: Arc::default() })
     }
 
@@ -212,6 +218,25 @@ impl Store {
             .await?;
         Ok(row.and_then(|r| r.try_get::<i64>("", "n").ok()).unwrap_or(0))
     }
+}
+
+/// Copy the SQLite WAL back into the database every 250 ms (`PASSIVE`: never waits for
+/// readers or blocks the writer), so that no request pays for a checkpoint and its fsync.
+/// The task ends when the pool is closed.
+fn spawn_checkpointer(db: DatabaseConnection) {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_millis(250));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            if db.get_sqlite_connection_pool().is_closed() {
+                return;
+            }
+            if let Err(e) = db.execute_unprepared("PRAGMA wal_checkpoint(PASSIVE)").await {
+                tracing::debug!(error = %e, "WAL checkpoint skipped");
+            }
+        }
+    });
 }
 
 /// Placeholder `n` (1-based) for hand-written SQL on this backend.
