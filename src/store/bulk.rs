@@ -13,15 +13,14 @@
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 
-use chrono::{DateTime, SubsecRound, Utc};
-use sea_orm::sea_query::OnConflict;
+use chrono::{DateTime, Utc};
 use sea_orm::{ActiveValue::Set, ConnectionTrait, DatabaseTransaction, EntityTrait, FromQueryResult, Statement};
 use serde_json::Value;
 use uuid::Uuid;
 
-use super::customers::now;
+use super::customers::{insert_identities, insert_tags, new_customer, new_source_record, now};
 use super::entities::{customer, customer_tag, identity, merge_candidate, source_record};
-use super::merges::view_of;
+use super::merges::insert_candidates;
 use super::{ph, IngestOutcome, Store, StoreError, StoreResult};
 use crate::identity::keys::Extracted;
 use crate::identity::normalize::PersonName;
@@ -226,7 +225,7 @@ impl Store {
                         known.forget(*absorbed);
                     }
                     known.forget(outcome.customer_id);
-                    for view in self.views_of(txn, &[outcome.customer_id.0]).await? {
+                    for view in self.customer_views(txn, &[outcome.customer_id.0]).await? {
                         known.index(view);
                     }
                     for k in extractor.extract(obs, item.region.as_deref()).keys {
@@ -308,27 +307,15 @@ impl Store {
             .into_iter()
             .filter(|id| !known.views.contains_key(&CustomerId(*id)))
             .collect();
-        for view in self.views_of(txn, &live).await? {
+        for view in self.customer_views(txn, &live).await? {
             known.index(view);
         }
         Ok(())
     }
 
-    /// A customer's source records as observations, in the order a recompute reads them.
-    async fn source_observations(&self, txn: &DatabaseTransaction, id: CustomerId) -> StoreResult<Vec<Observation>> {
-        use sea_orm::{ColumnTrait, QueryFilter, QueryOrder};
-        let rows = source_record::Entity::find()
-            .filter(source_record::Column::CustomerId.eq(id.0))
-            .order_by_asc(source_record::Column::ReceivedAt)
-            .order_by_asc(source_record::Column::Id)
-            .all(txn)
-            .await?;
-        Ok(rows.into_iter().filter_map(|r| serde_json::from_value(r.payload).ok()).collect())
-    }
-
     /// Take every key's advisory lock, in one sorted statement (PostgreSQL; SQLite's
     /// writer lock already serialises writes).
-    async fn lock_key_set(&self, txn: &DatabaseTransaction, keys: &[&IdentityKey]) -> StoreResult<()> {
+    pub(crate) async fn lock_key_set(&self, txn: &DatabaseTransaction, keys: &[&IdentityKey]) -> StoreResult<()> {
         if !self.is_postgres() || keys.is_empty() {
             return Ok(());
         }
@@ -408,28 +395,6 @@ impl Store {
         Err(StoreError::Corrupt("merge chain too long".into()))
     }
 
-    /// Customer views (golden name, every identity) of `ids`.
-    async fn views_of(&self, txn: &DatabaseTransaction, ids: &[Uuid]) -> StoreResult<Vec<CustomerView>> {
-        use sea_orm::{ColumnTrait, QueryFilter};
-        let mut views = Vec::with_capacity(ids.len());
-        for chunk in ids.chunks(rows_per_statement(1)) {
-            let customers =
-                customer::Entity::find().filter(customer::Column::Id.is_in(chunk.iter().copied())).all(txn).await?;
-            let idents = identity::Entity::find()
-                .filter(identity::Column::CustomerId.is_in(chunk.iter().copied()))
-                .all(txn)
-                .await?;
-            let mut by_customer: HashMap<Uuid, Vec<identity::Model>> = HashMap::new();
-            for i in idents {
-                by_customer.entry(i.customer_id).or_default().push(i);
-            }
-            for c in &customers {
-                views.push(view_of(c, by_customer.get(&c.id).map(Vec::as_slice).unwrap_or(&[])));
-            }
-        }
-        Ok(views)
-    }
-
     /// Write everything pending, then recompute the golden record of each touched
     /// customer and refresh its view's name.
     async fn flush(&self, txn: &DatabaseTransaction, pending: &mut Pending, at: DateTime<Utc>) -> StoreResult<()> {
@@ -445,46 +410,17 @@ impl Store {
         }
         let (active, aside): (Vec<identity::Model>, Vec<identity::Model>) =
             p.identities.into_iter().partition(|i| i.status == "active");
-        let conflict_cols = [
-            identity::Column::CustomerId,
-            identity::Column::Kind,
-            identity::Column::Namespace,
-            identity::Column::Value,
-        ];
         for chunk in chunks_of(active, rows_per_statement(11)) {
-            identity::Entity::insert_many(chunk.into_iter().map(identity::ActiveModel::from))
-                .on_conflict(
-                    OnConflict::columns(conflict_cols)
-                        .update_columns([
-                            identity::Column::LastSeen,
-                            identity::Column::Raw,
-                            identity::Column::Status,
-                            identity::Column::SetAsideReason,
-                        ])
-                        .to_owned(),
-                )
-                .exec_without_returning(txn)
-                .await?;
+            insert_identities(txn, chunk.into_iter().map(identity::ActiveModel::from).collect(), true).await?;
         }
         for chunk in chunks_of(aside, rows_per_statement(11)) {
-            identity::Entity::insert_many(chunk.into_iter().map(identity::ActiveModel::from))
-                .on_conflict(OnConflict::columns(conflict_cols).update_columns([identity::Column::LastSeen]).to_owned())
-                .exec_without_returning(txn)
-                .await?;
+            insert_identities(txn, chunk.into_iter().map(identity::ActiveModel::from).collect(), false).await?;
         }
         for chunk in chunks_of(p.records, rows_per_statement(10)) {
             source_record::Entity::insert_many(chunk).exec_without_returning(txn).await?;
         }
         for chunk in chunks_of(p.suggestions, rows_per_statement(9)) {
-            merge_candidate::Entity::insert_many(chunk)
-                .on_conflict(
-                    OnConflict::columns([merge_candidate::Column::CustomerA, merge_candidate::Column::CustomerB])
-                        .do_nothing()
-                        .to_owned(),
-                )
-                .do_nothing()
-                .exec_without_returning(txn)
-                .await?;
+            insert_candidates(txn, chunk).await?;
         }
         let touched: Vec<CustomerId> = p.touched.into_iter().collect();
         for chunk in touched.chunks(500) {
@@ -568,15 +504,7 @@ impl Store {
         );
         txn.execute(Statement::from_sql_and_values(b, sql, values)).await?;
         for chunk in chunks_of(tags, rows_per_statement(3)) {
-            customer_tag::Entity::insert_many(chunk)
-                .on_conflict(
-                    OnConflict::columns([customer_tag::Column::CustomerId, customer_tag::Column::Tag])
-                        .do_nothing()
-                        .to_owned(),
-                )
-                .do_nothing()
-                .exec_without_returning(txn)
-                .await?;
+            insert_tags(txn, chunk).await?;
         }
         Ok(())
     }
@@ -587,43 +515,6 @@ fn chunks_of<T>(items: Vec<T>, size: usize) -> impl Iterator<Item = Vec<T>> {
     std::iter::from_fn(move || {
         items.peek()?;
         Some(items.by_ref().take(size).collect())
-    })
-}
-
-fn new_customer(id: CustomerId, obs: &Observation, at: DateTime<Utc>) -> customer::ActiveModel {
-    customer::ActiveModel {
-        id: Set(id.0),
-        given_name: Set(None),
-        family_name: Set(None),
-        full_name: Set(None),
-        primary_email: Set(None),
-        primary_phone: Set(None),
-        addresses: Set(Value::Array(vec![])),
-        traits: Set(Value::Object(Default::default())),
-        lifecycle_stage: Set(None),
-        merged_into: Set(None),
-        version: Set(0),
-        created_at: Set(obs.occurred_at.map(|t| t.trunc_subsecs(6)).filter(|t| *t < at).unwrap_or(at)),
-        updated_at: Set(at),
-    }
-}
-
-fn new_source_record(
-    customer_id: CustomerId,
-    obs: &Observation,
-    at: DateTime<Utc>,
-) -> StoreResult<source_record::ActiveModel> {
-    Ok(source_record::ActiveModel {
-        id: Set(Uuid::now_v7()),
-        customer_id: Set(Some(customer_id.0)),
-        connector_id: Set(obs.source.connector_id.map(|c| c.0)),
-        source: Set(obs.source.source.clone()),
-        external_id: Set(obs.record_id.clone()),
-        record_kind: Set(obs.record_kind.clone()),
-        payload: Set(serde_json::to_value(obs).map_err(|e| StoreError::Corrupt(e.to_string()))?),
-        occurred_at: Set(obs.occurred_at.map(|t| t.trunc_subsecs(6))),
-        received_at: Set(at),
-        inbox_id: Set(obs.source.inbox_id),
     })
 }
 

@@ -5,8 +5,8 @@ use std::collections::{BTreeSet, HashMap};
 use chrono::{DateTime, SubsecRound, Utc};
 use sea_orm::sea_query::{Expr, LikeExpr, OnConflict, Query};
 use sea_orm::{
-    ActiveValue::Set, ColumnTrait, Condition, ConnectionTrait, DatabaseTransaction, EntityTrait, FromQueryResult,
-    Order, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, Statement,
+    ActiveValue::Set, ColumnTrait, Condition, DatabaseTransaction, EntityTrait, FromQueryResult, Order, PaginatorTrait,
+    QueryFilter, QueryOrder, QuerySelect, Statement,
 };
 use serde_json::Value;
 use uuid::Uuid;
@@ -96,6 +96,45 @@ pub(crate) fn lock_id(key: &IdentityKey) -> i64 {
     i64::from_be_bytes(b)
 }
 
+/// A new, empty customer row; its golden fields come from the recompute.
+pub(crate) fn new_customer(id: CustomerId, obs: &Observation, at: DateTime<Utc>) -> customer::ActiveModel {
+    customer::ActiveModel {
+        id: Set(id.0),
+        given_name: Set(None),
+        family_name: Set(None),
+        full_name: Set(None),
+        primary_email: Set(None),
+        primary_phone: Set(None),
+        addresses: Set(Value::Array(vec![])),
+        traits: Set(Value::Object(Default::default())),
+        lifecycle_stage: Set(None),
+        merged_into: Set(None),
+        version: Set(0),
+        created_at: Set(obs.occurred_at.map(|t| t.trunc_subsecs(6)).filter(|t| *t < at).unwrap_or(at)),
+        updated_at: Set(at),
+    }
+}
+
+/// The source record that stores `obs` verbatim on `customer_id`.
+pub(crate) fn new_source_record(
+    customer_id: CustomerId,
+    obs: &Observation,
+    at: DateTime<Utc>,
+) -> StoreResult<source_record::ActiveModel> {
+    Ok(source_record::ActiveModel {
+        id: Set(Uuid::now_v7()),
+        customer_id: Set(Some(customer_id.0)),
+        connector_id: Set(obs.source.connector_id.map(|c| c.0)),
+        source: Set(obs.source.source.clone()),
+        external_id: Set(obs.record_id.clone()),
+        record_kind: Set(obs.record_kind.clone()),
+        payload: Set(serde_json::to_value(obs).map_err(|e| StoreError::Corrupt(e.to_string()))?),
+        occurred_at: Set(obs.occurred_at.map(|t| t.trunc_subsecs(6))),
+        received_at: Set(at),
+        inbox_id: Set(obs.source.inbox_id),
+    })
+}
+
 impl Store {
     /// Resolve and persist one observation, retrying transient conflicts.
     #[tracing::instrument(skip_all, fields(source = %obs.source.source))]
@@ -137,21 +176,8 @@ impl Store {
     }
 
     async fn lock_keys(&self, txn: &DatabaseTransaction, keys: &[ParsedIdentity]) -> StoreResult<()> {
-        if !self.is_postgres() {
-            return Ok(()); // the SQLite writer lock already serialises all writes
-        }
-        let mut ids: Vec<i64> = keys.iter().map(|k| lock_id(&k.key)).collect();
-        ids.sort_unstable();
-        ids.dedup();
-        for id in ids {
-            txn.execute(Statement::from_sql_and_values(
-                self.backend(),
-                "SELECT pg_advisory_xact_lock($1)",
-                [id.into()],
-            ))
-            .await?;
-        }
-        Ok(())
+        let keys: Vec<&IdentityKey> = keys.iter().map(|k| &k.key).collect();
+        self.lock_key_set(txn, &keys).await
     }
 
     async fn holders(&self, txn: &DatabaseTransaction, keys: &[ParsedIdentity]) -> StoreResult<Vec<identity::Model>> {
@@ -230,23 +256,7 @@ impl Store {
         let (customer_id, created, merged) = match &plan.target {
             Target::Create => {
                 let id = CustomerId::new();
-                customer::Entity::insert(customer::ActiveModel {
-                    id: Set(id.0),
-                    given_name: Set(None),
-                    family_name: Set(None),
-                    full_name: Set(None),
-                    primary_email: Set(None),
-                    primary_phone: Set(None),
-                    addresses: Set(Value::Array(vec![])),
-                    traits: Set(Value::Object(Default::default())),
-                    lifecycle_stage: Set(None),
-                    merged_into: Set(None),
-                    version: Set(0),
-                    created_at: Set(obs.occurred_at.map(|t| t.trunc_subsecs(6)).filter(|t| *t < at).unwrap_or(at)),
-                    updated_at: Set(at),
-                })
-                .exec_without_returning(txn)
-                .await?;
+                customer::Entity::insert(new_customer(id, obs, at)).exec_without_returning(txn).await?;
                 (id, true, vec![])
             }
             Target::Attach(id) => (*id, false, vec![]),
@@ -277,21 +287,7 @@ impl Store {
                 self.suggest_pair(txn, customer_id, s.other, &s.rule, evidence, at).await?;
             }
         }
-        let source_id = Uuid::now_v7();
-        source_record::Entity::insert(source_record::ActiveModel {
-            id: Set(source_id),
-            customer_id: Set(Some(customer_id.0)),
-            connector_id: Set(obs.source.connector_id.map(|c| c.0)),
-            source: Set(obs.source.source.clone()),
-            external_id: Set(obs.record_id.clone()),
-            record_kind: Set(obs.record_kind.clone()),
-            payload: Set(serde_json::to_value(obs).map_err(|e| StoreError::Corrupt(e.to_string()))?),
-            occurred_at: Set(obs.occurred_at.map(|t| t.trunc_subsecs(6))),
-            received_at: Set(at),
-            inbox_id: Set(obs.source.inbox_id),
-        })
-        .exec_without_returning(txn)
-        .await?;
+        source_record::Entity::insert(new_source_record(customer_id, obs, at)?).exec_without_returning(txn).await?;
         self.recompute(txn, customer_id, at).await?;
         Ok(IngestOutcome { customer_id, created, merged, rejected })
     }
@@ -326,38 +322,12 @@ impl Store {
             first_seen: Set(at),
             last_seen: Set(at),
         };
-        let conflict_cols = [
-            identity::Column::CustomerId,
-            identity::Column::Kind,
-            identity::Column::Namespace,
-            identity::Column::Value,
-        ];
         let active: Vec<identity::ActiveModel> =
             keys.iter().filter(|(_, s)| matches!(s, KeyStatus::Active)).map(|(k, s)| model(k, s)).collect();
         let aside: Vec<identity::ActiveModel> =
             keys.iter().filter(|(_, s)| !matches!(s, KeyStatus::Active)).map(|(k, s)| model(k, s)).collect();
-        if !active.is_empty() {
-            identity::Entity::insert_many(active)
-                .on_conflict(
-                    OnConflict::columns(conflict_cols)
-                        .update_columns([
-                            identity::Column::LastSeen,
-                            identity::Column::Raw,
-                            identity::Column::Status,
-                            identity::Column::SetAsideReason,
-                        ])
-                        .to_owned(),
-                )
-                .exec_without_returning(txn)
-                .await?;
-        }
-        if !aside.is_empty() {
-            identity::Entity::insert_many(aside)
-                .on_conflict(OnConflict::columns(conflict_cols).update_columns([identity::Column::LastSeen]).to_owned())
-                .exec_without_returning(txn)
-                .await?;
-        }
-        Ok(())
+        insert_identities(txn, active, true).await?;
+        insert_identities(txn, aside, false).await
     }
 
     pub(crate) async fn add_tags<'a>(
@@ -374,19 +344,22 @@ impl Store {
                 created_at: Set(at),
             })
             .collect();
-        if models.is_empty() {
-            return Ok(());
-        }
-        customer_tag::Entity::insert_many(models)
-            .on_conflict(
-                OnConflict::columns([customer_tag::Column::CustomerId, customer_tag::Column::Tag])
-                    .do_nothing()
-                    .to_owned(),
-            )
-            .do_nothing()
-            .exec_without_returning(txn)
+        insert_tags(txn, models).await
+    }
+
+    /// A customer's source records as observations, in the order a recompute reads them.
+    pub(crate) async fn source_observations(
+        &self,
+        txn: &DatabaseTransaction,
+        id: CustomerId,
+    ) -> StoreResult<Vec<Observation>> {
+        let rows = source_record::Entity::find()
+            .filter(source_record::Column::CustomerId.eq(id.0))
+            .order_by_asc(source_record::Column::ReceivedAt)
+            .order_by_asc(source_record::Column::Id)
+            .all(txn)
             .await?;
-        Ok(())
+        Ok(rows.into_iter().filter_map(|r| serde_json::from_value(r.payload).ok()).collect())
     }
 
     /// Recompute the golden record of `customer_id` from its source records and identities.
@@ -396,14 +369,7 @@ impl Store {
         customer_id: CustomerId,
         at: DateTime<Utc>,
     ) -> StoreResult<()> {
-        let records = source_record::Entity::find()
-            .filter(source_record::Column::CustomerId.eq(customer_id.0))
-            .order_by_asc(source_record::Column::ReceivedAt)
-            .order_by_asc(source_record::Column::Id)
-            .all(txn)
-            .await?;
-        let observations: Vec<Observation> =
-            records.into_iter().filter_map(|r| serde_json::from_value(r.payload).ok()).collect();
+        let observations = self.source_observations(txn, customer_id).await?;
         let golden = golden_record_with(&self.survivorship, &observations);
         let idents = identity::Entity::find()
             .filter(identity::Column::CustomerId.eq(customer_id.0))
@@ -790,6 +756,50 @@ async fn customer_regions(
         }
     }
     Ok(regions)
+}
+
+/// Upsert identity rows on (customer, key): `active` rows claim the key and take the newer
+/// raw form (the partial unique index refuses a second active holder); set-aside rows only
+/// mark an existing row seen.
+pub(crate) async fn insert_identities(
+    txn: &DatabaseTransaction,
+    rows: Vec<identity::ActiveModel>,
+    active: bool,
+) -> StoreResult<()> {
+    if rows.is_empty() {
+        return Ok(());
+    }
+    let conflict =
+        [identity::Column::CustomerId, identity::Column::Kind, identity::Column::Namespace, identity::Column::Value];
+    let on_conflict = if active {
+        OnConflict::columns(conflict)
+            .update_columns([
+                identity::Column::LastSeen,
+                identity::Column::Raw,
+                identity::Column::Status,
+                identity::Column::SetAsideReason,
+            ])
+            .to_owned()
+    } else {
+        OnConflict::columns(conflict).update_columns([identity::Column::LastSeen]).to_owned()
+    };
+    identity::Entity::insert_many(rows).on_conflict(on_conflict).exec_without_returning(txn).await?;
+    Ok(())
+}
+
+/// Add tags, keeping those already there.
+pub(crate) async fn insert_tags(txn: &DatabaseTransaction, rows: Vec<customer_tag::ActiveModel>) -> StoreResult<()> {
+    if rows.is_empty() {
+        return Ok(());
+    }
+    customer_tag::Entity::insert_many(rows)
+        .on_conflict(
+            OnConflict::columns([customer_tag::Column::CustomerId, customer_tag::Column::Tag]).do_nothing().to_owned(),
+        )
+        .do_nothing()
+        .exec_without_returning(txn)
+        .await?;
+    Ok(())
 }
 
 fn group<T>(rows: Vec<T>, key: impl Fn(&T) -> Uuid) -> HashMap<Uuid, Vec<T>> {

@@ -1,7 +1,7 @@
 //! The merge ledger and the review queue: absorbing one customer into another (recording
 //! what moved), manual merges, previews, unmerges, merge candidates and match explanations.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 use chrono::{DateTime, Utc};
 use sea_orm::sea_query::{Expr, OnConflict};
@@ -38,7 +38,7 @@ pub struct UnmergeOutcome {
     pub restored: CustomerId,
 }
 
-pub(crate) fn view_of(c: &customer::Model, idents: &[identity::Model]) -> CustomerView {
+fn view_of(c: &customer::Model, idents: &[identity::Model]) -> CustomerView {
     CustomerView {
         id: CustomerId(c.id),
         name: PersonName::parse(c.given_name.as_deref(), c.family_name.as_deref(), c.full_name.as_deref()).ok(),
@@ -57,6 +57,26 @@ pub(crate) fn view_of(c: &customer::Model, idents: &[identity::Model]) -> Custom
             })
             .collect(),
     }
+}
+
+/// Queue review candidates; a pair already queued (or decided) stays as it is.
+pub(crate) async fn insert_candidates(
+    txn: &DatabaseTransaction,
+    rows: Vec<merge_candidate::ActiveModel>,
+) -> StoreResult<()> {
+    if rows.is_empty() {
+        return Ok(());
+    }
+    merge_candidate::Entity::insert_many(rows)
+        .on_conflict(
+            OnConflict::columns([merge_candidate::Column::CustomerA, merge_candidate::Column::CustomerB])
+                .do_nothing()
+                .to_owned(),
+        )
+        .do_nothing()
+        .exec_without_returning(txn)
+        .await?;
+    Ok(())
 }
 
 fn ordered(a: Uuid, b: Uuid) -> (Uuid, Uuid) {
@@ -81,11 +101,21 @@ impl Store {
         if ids.is_empty() {
             return Ok(vec![]);
         }
-        let customers =
-            customer::Entity::find().filter(customer::Column::Id.is_in(ids.iter().copied())).all(db).await?;
-        let idents =
-            identity::Entity::find().filter(identity::Column::CustomerId.is_in(ids.iter().copied())).all(db).await?;
-        let mut views: Vec<CustomerView> = customers.iter().map(|c| view_of(c, &idents)).collect();
+        let mut views = Vec::with_capacity(ids.len());
+        for chunk in ids.chunks(500) {
+            let customers =
+                customer::Entity::find().filter(customer::Column::Id.is_in(chunk.iter().copied())).all(db).await?;
+            let idents = identity::Entity::find()
+                .filter(identity::Column::CustomerId.is_in(chunk.iter().copied()))
+                .all(db)
+                .await?;
+            let mut by_customer: HashMap<Uuid, Vec<identity::Model>> = HashMap::new();
+            for i in idents {
+                by_customer.entry(i.customer_id).or_default().push(i);
+            }
+            views
+                .extend(customers.iter().map(|c| view_of(c, by_customer.get(&c.id).map(Vec::as_slice).unwrap_or(&[]))));
+        }
         views.sort_by_key(|v| v.id);
         Ok(views)
     }
@@ -116,7 +146,7 @@ impl Store {
         at: DateTime<Utc>,
     ) -> StoreResult<()> {
         let (x, y) = ordered(a.0, b.0);
-        merge_candidate::Entity::insert(merge_candidate::ActiveModel {
+        let row = vec![merge_candidate::ActiveModel {
             id: Set(Uuid::now_v7()),
             customer_a: Set(x),
             customer_b: Set(y),
@@ -126,16 +156,8 @@ impl Store {
             created_at: Set(at),
             decided_at: Set(None),
             decided_by: Set(None),
-        })
-        .on_conflict(
-            OnConflict::columns([merge_candidate::Column::CustomerA, merge_candidate::Column::CustomerB])
-                .do_nothing()
-                .to_owned(),
-        )
-        .do_nothing()
-        .exec_without_returning(txn)
-        .await?;
-        Ok(())
+        }];
+        insert_candidates(txn, row).await
     }
 
     /// Move everything of `absorbed` onto `survivor` and record the merge, with the list
