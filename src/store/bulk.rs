@@ -139,6 +139,17 @@ impl Store {
         }
     }
 
+    /// [`Store::ingest_bulk`] inside the caller's write transaction (inbox processing
+    /// resolves a batch of events' records together, then writes their orders and events).
+    pub async fn ingest_bulk_tx(
+        &self,
+        tx: &super::WriteTx,
+        extractor: &KeyExtractor,
+        items: &[BulkItem],
+    ) -> StoreResult<Vec<IngestOutcome>> {
+        self.bulk_in(&tx.txn, extractor, items).await
+    }
+
     async fn bulk_in(
         &self,
         txn: &DatabaseTransaction,
