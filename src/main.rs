@@ -8,6 +8,11 @@ use clap::{Parser, Subcommand};
 use junction::config::Config;
 use junction::ingest::{export_customers, import_file, ImportFormat};
 
+/// The import and the webhook path allocate many small, short-lived values; mimalloc
+/// serves them markedly faster than the system allocator.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Junction — one customer record per real person, from every channel, behind one GraphQL API.
 #[derive(Parser)]
 #[command(name = "junction", version, about, long_about = None)]

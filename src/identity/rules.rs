@@ -263,11 +263,22 @@ fn tokens_close(a: &str, b: &str) -> bool {
 
 /// True when both names are known and their first names share no close token: the
 /// signal that a shared phone or email belongs to a household, not to one person.
-/// Typos (one or two edits), initials, prefixes and hanzi/pinyin forms do not differ.
+/// Typos (one or two edits), initials, prefixes and hanzi/pinyin forms do not differ, and
+/// a given name is not compared with a family name alone ("Randy" and "Davis" may well be
+/// one person).
 pub fn names_clearly_differ(a: Option<&PersonName>, b: Option<&PersonName>) -> bool {
     let (Some(a), Some(b)) = (a, b) else { return false };
     if a.tokens_key() == b.tokens_key() {
         return false;
+    }
+    let has = |k: Option<&str>| k.is_some_and(|k| !k.trim().is_empty());
+    let family_only = |n: &PersonName| !has(n.given_key()) && has(n.family_key());
+    if (has(a.given_key()) && family_only(b)) || (has(b.given_key()) && family_only(a)) {
+        // Only the family names can be compared.
+        let (Some(fa), Some(fb)) = (a.family_key(), b.family_key()) else { return false };
+        let (ta, tb): (Vec<&str>, Vec<&str>) =
+            (fa.split(' ').filter(|t| !t.is_empty()).collect(), fb.split(' ').filter(|t| !t.is_empty()).collect());
+        return !ta.is_empty() && !tb.is_empty() && !ta.iter().any(|x| tb.iter().any(|y| tokens_close(x, y)));
     }
     let (ta, tb) = (first_tokens(a), first_tokens(b));
     if ta.is_empty() || tb.is_empty() {
@@ -598,6 +609,10 @@ mod tests {
         assert!(!names_clearly_differ(Some(&name("Bob", "Li")), Some(&name("Robert", "Li"))), "nickname");
         assert!(!names_clearly_differ(Some(&randy), None), "unknown");
         assert!(names_clearly_differ(Some(&randy), Some(&name("Sarah", "Davis"))), "household");
+        assert!(!names_clearly_differ(Some(&name("Randy", "")), Some(&name("", "Davis"))), "given vs family only");
+        assert!(!names_clearly_differ(Some(&name("", "Davis")), Some(&randy)), "family only vs full");
+        assert!(names_clearly_differ(Some(&name("", "Davis")), Some(&name("", "Okafor"))), "two family names");
+        assert!(names_clearly_differ(Some(&name("", "Okafor")), Some(&randy)), "family only, and it differs");
         let han = PersonName::parse(None, None, Some("张伟")).unwrap();
         assert!(!names_clearly_differ(Some(&han), Some(&name("Wei", "Zhang"))), "hanzi vs pinyin");
         assert!(names_clearly_differ(Some(&han), Some(&name("Xiuying", "Zhang"))));

@@ -1,26 +1,28 @@
 //! Bulk ingestion: many observations resolved in one transaction with a handful of
 //! statements instead of a dozen per record.
 //!
-//! The batch's keys are looked up once; the rules then run in memory against the
-//! customers found, exactly as [`Store::ingest_in`] would run them one record at a time.
-//! Creates and attaches are buffered and written with multi-row statements; golden
-//! records are recomputed once per touched customer. Whenever the next record's decision
-//! could depend on something still buffered (it meets a customer changed earlier in the
-//! batch, whose golden name is not recomputed yet), the buffer is flushed first; a record
-//! that merges customers, or needs the matched customers' phone regions, is flushed and
-//! then handed to the one-record path. So the result equals ingesting the records one by
-//! one, in order.
+//! The batch's keys are looked up once, with the source records of every customer found;
+//! the rules then run in memory against those customers, exactly as [`Store::ingest_in`]
+//! would run them one record at a time. Creates and attaches are buffered and written with
+//! multi-row statements of a few fixed sizes; golden records are computed in memory from
+//! each touched customer's source records, so the name the rules compare moves with every
+//! record, and written once when the batch ends. A record that merges customers writes the
+//! buffer, absorbs the others into the survivor (the same ledger, moves and consents as an
+//! online merge) and then attaches to the survivor. So the result equals ingesting the
+//! records one by one, in order.
 
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use chrono::{DateTime, Utc};
 use sea_orm::{ActiveValue::Set, ConnectionTrait, DatabaseTransaction, EntityTrait, FromQueryResult, Statement};
 use serde_json::Value;
 use uuid::Uuid;
 
-use super::customers::{insert_identities, insert_tags, new_customer, new_source_record, now};
+use super::customers::{created_at, insert_identities, insert_tags, new_source_record, now};
 use super::entities::{customer, customer_tag, identity, merge_candidate, source_record};
 use super::merges::insert_candidates;
+use super::rows::insert_rows;
+use super::shapes::{padded_in, rows_per_statement, slices_of};
 use super::{ph, IngestOutcome, Store, StoreError, StoreResult};
 use crate::identity::keys::Extracted;
 use crate::identity::normalize::PersonName;
@@ -45,17 +47,12 @@ impl BulkItem {
     }
 }
 
-/// Rows per multi-row statement: at most 500, and well under SQLite's 32,766 and
-/// PostgreSQL's 65,535 bind parameters. Prepared statements are cached per connection, so
-/// their size (which grows with their parameters) bounds the import's memory too.
-fn rows_per_statement(columns: usize) -> usize {
-    (30_000 / columns).clamp(1, 500)
-}
-
 /// Writes waiting for the next flush.
 #[derive(Default)]
 struct Pending {
-    customers: Vec<customer::ActiveModel>,
+    /// Customers created in this batch and not written yet, with their creation time: their
+    /// row is written once, with its golden fields, when their identities are.
+    created: BTreeMap<CustomerId, DateTime<Utc>>,
     /// One row per (customer, key), in first-write order; later writes fold in.
     identities: Vec<identity::Model>,
     identity_index: HashMap<(CustomerId, IdentityKey), usize>,
@@ -67,12 +64,6 @@ struct Pending {
     /// Every source record of each customer touched in this batch, oldest first: the
     /// golden record (and the name the rules compare) is computed from it in memory.
     history: HashMap<CustomerId, Vec<Observation>>,
-}
-
-impl Pending {
-    fn is_empty(&self) -> bool {
-        self.customers.is_empty() && self.identities.is_empty() && self.records.is_empty() && self.touched.is_empty()
-    }
 }
 
 /// The customers met so far in the batch, as the rules see them.
@@ -158,17 +149,18 @@ impl Store {
     ) -> StoreResult<Vec<IngestOutcome>> {
         let at = now();
         let started = std::time::Instant::now();
-        let mut one_by_one = 0usize;
+        let mut merges = 0usize;
+        let (mut merging, mut writing) = (std::time::Duration::ZERO, std::time::Duration::ZERO);
         let mut all_keys: Vec<&IdentityKey> =
             items.iter().flat_map(|i| i.extracted.keys.iter().map(|k| &k.key)).collect();
         all_keys.sort_unstable();
         all_keys.dedup();
         let mut looked_up: HashSet<IdentityKey> = all_keys.iter().map(|k| (*k).clone()).collect();
         let mut known = Known::default();
-        self.load_holders(txn, &all_keys, &mut known).await?;
+        let mut pending = Pending::default();
+        self.load_holders(txn, &all_keys, &mut known, &mut pending.history).await?;
         let looked_up_in = started.elapsed();
 
-        let mut pending = Pending::default();
         let mut out = Vec::with_capacity(items.len());
         for item in items {
             let obs = &item.obs;
@@ -191,7 +183,7 @@ impl Store {
                     extracted.keys.iter().map(|k| &k.key).filter(|k| !looked_up.contains(*k)).collect();
                 if !fresh.is_empty() {
                     // Nothing in this batch wrote these keys, so the database knows every holder.
-                    self.load_holders(txn, &fresh, &mut known).await?;
+                    self.load_holders(txn, &fresh, &mut known, &mut pending.history).await?;
                     looked_up.extend(fresh.into_iter().cloned());
                 }
             }
@@ -213,37 +205,44 @@ impl Store {
             .ok();
             let plan = rules::plan(extractor.rules(), &record_keys, record_name.as_ref(), &views, &blocked, None);
 
-            let (customer_id, created) = match plan.target {
+            let (customer_id, created, merged) = match plan.target {
                 Target::Create => {
                     let id = CustomerId::new();
-                    pending.customers.push(new_customer(id, obs, at));
+                    pending.created.insert(id, created_at(obs, at));
                     known.views.insert(id, CustomerView { id, name: None, identities: vec![] });
                     pending.history.insert(id, vec![]);
-                    (id, true)
+                    (id, true, vec![])
                 }
                 Target::Attach(id) => {
                     if let std::collections::hash_map::Entry::Vacant(slot) = pending.history.entry(id) {
                         slot.insert(self.source_observations(txn, id).await?);
                     }
-                    (id, false)
+                    (id, false, vec![])
                 }
-                Target::Merge { .. } => {
-                    // Merges take the one-record path, on flushed state.
-                    one_by_one += 1;
-                    self.flush(txn, &mut pending, at).await?;
-                    let outcome = self.ingest_in(txn, extractor, obs, item.region.as_deref(), None).await?;
-                    for absorbed in &outcome.merged {
-                        known.forget(*absorbed);
+                Target::Merge { survivor, absorbed } => {
+                    // Absorb on written state, then carry on as an attach to the survivor.
+                    merges += 1;
+                    let t = std::time::Instant::now();
+                    self.write_rows(txn, &mut pending, at).await?;
+                    writing += t.elapsed();
+                    let t = std::time::Instant::now();
+                    let early: Vec<CustomerId> =
+                        absorbed.iter().filter(|a| pending.touched.remove(*a)).copied().collect();
+                    self.upsert_golden(txn, &early, &pending.history, &BTreeMap::new(), None, at).await?;
+                    let evidence = serde_json::to_value(&plan.evidence).unwrap_or(Value::Null);
+                    for a in &absorbed {
+                        self.absorb(txn, survivor, *a, "shared_identifier", evidence.clone(), "system", None, at)
+                            .await?;
+                        known.forget(*a);
+                        pending.history.remove(a);
                     }
-                    known.forget(outcome.customer_id);
-                    for view in self.customer_views(txn, &[outcome.customer_id.0]).await? {
+                    known.forget(survivor);
+                    for view in self.customer_views(txn, &[survivor.0]).await? {
                         known.index(view);
                     }
-                    for k in extractor.extract(obs, item.region.as_deref()).keys {
-                        looked_up.insert(k.key);
-                    }
-                    out.push(outcome);
-                    continue;
+                    pending.history.insert(survivor, self.source_observations(txn, survivor).await?);
+                    merging += t.elapsed();
+                    (survivor, false, absorbed)
                 }
             };
             let mut rejected = extracted.rejected.clone();
@@ -282,12 +281,16 @@ impl Store {
             }
             pending.records.push(new_source_record(customer_id, obs, at)?);
             pending.touched.insert(customer_id);
-            out.push(IngestOutcome { customer_id, created, merged: vec![], rejected });
+            out.push(IngestOutcome { customer_id, created, merged, rejected });
         }
+        let resolved_in = started.elapsed();
         self.flush(txn, &mut pending, at).await?;
         tracing::debug!(
             records = items.len(),
-            one_by_one,
+            merges,
+            merge_ms = merging.as_millis() as u64,
+            write_ms = writing.as_millis() as u64,
+            resolve_ms = resolved_in.as_millis() as u64,
             lookup_ms = looked_up_in.as_millis() as u64,
             total_ms = started.elapsed().as_millis() as u64,
             "bulk batch resolved"
@@ -295,13 +298,15 @@ impl Store {
         Ok(out)
     }
 
-    /// Look up the holders of `keys` and add the customers not known yet (their views come
-    /// from the database, which is current for customers this batch has not touched).
+    /// Look up the holders of `keys` and add the customers not known yet (their views and
+    /// source records come from the database, which is current for customers this batch
+    /// has not touched).
     async fn load_holders(
         &self,
         txn: &DatabaseTransaction,
         keys: &[&IdentityKey],
         known: &mut Known,
+        history: &mut HashMap<CustomerId, Vec<Observation>>,
     ) -> StoreResult<()> {
         self.lock_key_set(txn, keys).await?;
         let held = self.holders_of_keys(txn, keys).await?;
@@ -321,6 +326,8 @@ impl Store {
         for view in self.customer_views(txn, &live).await? {
             known.index(view);
         }
+        let unread: Vec<Uuid> = live.into_iter().filter(|id| !history.contains_key(&CustomerId(*id))).collect();
+        history.extend(self.source_observations_of(txn, &unread).await?);
         Ok(())
     }
 
@@ -337,7 +344,8 @@ impl Store {
             let list = chunk.iter().map(i64::to_string).collect::<Vec<_>>().join(",");
             // Integers of our own making, so inlining them is safe; unnest keeps the order.
             let sql = format!("SELECT COUNT(pg_advisory_xact_lock(x)) FROM unnest(ARRAY[{list}]::int8[]) AS t(x)");
-            txn.execute(Statement::from_string(self.backend(), sql)).await?;
+            // Unprepared: the text differs every time, so caching it would only evict others.
+            txn.execute_unprepared(&sql).await?;
         }
         Ok(())
     }
@@ -350,7 +358,7 @@ impl Store {
     ) -> StoreResult<Vec<identity::Model>> {
         let b = self.backend();
         let mut rows = Vec::new();
-        for chunk in keys.chunks(rows_per_statement(3)) {
+        for chunk in slices_of(keys, rows_per_statement(3)) {
             let mut values: Vec<sea_orm::Value> = Vec::with_capacity(chunk.len() * 3);
             let mut tuples = Vec::with_capacity(chunk.len());
             for (i, k) in chunk.iter().enumerate() {
@@ -384,8 +392,8 @@ impl Store {
                 return Ok(live.into_iter().collect());
             }
             let mut next = Vec::new();
-            for chunk in frontier.chunks(rows_per_statement(1)) {
-                let mut q = customer::Entity::find().filter(customer::Column::Id.is_in(chunk.iter().copied()));
+            for chunk in padded_in(&frontier, 256) {
+                let mut q = customer::Entity::find().filter(customer::Column::Id.is_in(chunk));
                 if self.is_postgres() {
                     q = q.lock_exclusive();
                 }
@@ -406,58 +414,77 @@ impl Store {
         Err(StoreError::Corrupt("merge chain too long".into()))
     }
 
-    /// Write everything pending, then recompute the golden record of each touched
-    /// customer and refresh its view's name.
+    /// Write everything pending, then recompute the golden record of each touched customer.
     async fn flush(&self, txn: &DatabaseTransaction, pending: &mut Pending, at: DateTime<Utc>) -> StoreResult<()> {
-        if pending.is_empty() {
-            return Ok(());
-        }
-        // History stays valid across a flush; everything else is written now.
-        let history = std::mem::take(&mut pending.history);
-        let p = std::mem::take(pending);
-        pending.history = history;
-        for chunk in chunks_of(p.customers, rows_per_statement(13)) {
-            customer::Entity::insert_many(chunk).exec_without_returning(txn).await?;
-        }
-        let (active, aside): (Vec<identity::Model>, Vec<identity::Model>) =
-            p.identities.into_iter().partition(|i| i.status == "active");
-        for chunk in chunks_of(active, rows_per_statement(11)) {
-            insert_identities(txn, chunk.into_iter().map(identity::ActiveModel::from).collect(), true).await?;
-        }
-        for chunk in chunks_of(aside, rows_per_statement(11)) {
-            insert_identities(txn, chunk.into_iter().map(identity::ActiveModel::from).collect(), false).await?;
-        }
-        for chunk in chunks_of(p.records, rows_per_statement(10)) {
-            source_record::Entity::insert_many(chunk).exec_without_returning(txn).await?;
-        }
-        for chunk in chunks_of(p.suggestions, rows_per_statement(9)) {
-            insert_candidates(txn, chunk).await?;
-        }
-        let touched: Vec<CustomerId> = p.touched.into_iter().collect();
-        for chunk in touched.chunks(500) {
-            self.recompute_many(txn, chunk, &pending.history, at).await?;
+        self.write_rows(txn, pending, at).await?;
+        let touched: Vec<CustomerId> = std::mem::take(&mut pending.touched).into_iter().collect();
+        for chunk in slices_of(&touched, rows_per_statement(11)) {
+            self.upsert_golden(txn, chunk, &pending.history, &BTreeMap::new(), None, at).await?;
         }
         Ok(())
     }
 
-    /// Recompute the golden records of `ids` from their complete `history`, with one read
-    /// (primary email and phone come from the identities) and one update for all.
-    async fn recompute_many(
+    /// Write the pending rows. Touched customers and their history stay: golden records
+    /// are computed from the history once, when the batch ends (tags are a union, so no
+    /// intermediate golden record is missed).
+    async fn write_rows(&self, txn: &DatabaseTransaction, pending: &mut Pending, at: DateTime<Utc>) -> StoreResult<()> {
+        let p = Pending {
+            history: std::mem::take(&mut pending.history),
+            touched: std::mem::take(&mut pending.touched),
+            ..Default::default()
+        };
+        let mut p = std::mem::replace(pending, p);
+        // New customers first (identities refer to them), golden fields included; their
+        // primary email and phone come from their identities, all of them still pending.
+        let new: Vec<CustomerId> = p.created.keys().copied().collect();
+        for chunk in slices_of(&new, rows_per_statement(11)) {
+            self.upsert_golden(txn, chunk, &pending.history, &p.created, Some(&p.identities), at).await?;
+        }
+        for id in &new {
+            pending.touched.remove(id);
+        }
+        p.created.clear();
+        let (active, aside): (Vec<identity::Model>, Vec<identity::Model>) =
+            p.identities.into_iter().partition(|i| i.status == "active");
+        insert_identities(txn, active.into_iter().map(Into::into).collect(), true).await?;
+        insert_identities(txn, aside.into_iter().map(Into::into).collect(), false).await?;
+        insert_rows(txn, p.records, "").await?;
+        insert_candidates(txn, p.suggestions).await?;
+        Ok(())
+    }
+
+    /// Write the golden records of `ids`, computed from their complete `history`, with one
+    /// upsert for all: customers in `created` are inserted with that creation time, the
+    /// others updated. Primary email and phone are the most recent active identities, read
+    /// from the database, or from `fresh` (identity rows not written yet, oldest first) when
+    /// every identity of `ids` is there.
+    async fn upsert_golden(
         &self,
         txn: &DatabaseTransaction,
         ids: &[CustomerId],
         history: &HashMap<CustomerId, Vec<Observation>>,
+        created: &BTreeMap<CustomerId, DateTime<Utc>>,
+        fresh: Option<&[identity::Model]>,
         at: DateTime<Utc>,
     ) -> StoreResult<()> {
         use sea_orm::{ColumnTrait, QueryFilter, QueryOrder};
-        let raw: Vec<Uuid> = ids.iter().map(|c| c.0).collect();
-        let idents = identity::Entity::find()
-            .filter(identity::Column::CustomerId.is_in(raw.iter().copied()))
-            .filter(identity::Column::Status.eq("active"))
-            .order_by_desc(identity::Column::LastSeen)
-            .order_by_desc(identity::Column::Id)
-            .all(txn)
-            .await?;
+        if ids.is_empty() {
+            return Ok(());
+        }
+        let idents: Vec<identity::Model> = match fresh {
+            // Newest first, as the query below orders them (all pending rows share `at`).
+            Some(rows) => rows.iter().rev().filter(|i| i.status == "active").cloned().collect(),
+            None => {
+                let raw: Vec<Uuid> = ids.iter().map(|c| c.0).collect();
+                identity::Entity::find()
+                    .filter(identity::Column::CustomerId.is_in(padded_in(&raw, 256).concat()))
+                    .filter(identity::Column::Status.eq("active"))
+                    .order_by_desc(identity::Column::LastSeen)
+                    .order_by_desc(identity::Column::Id)
+                    .all(txn)
+                    .await?
+            }
+        };
         let mut primaries: HashMap<(Uuid, &str), String> = HashMap::new();
         for i in &idents {
             let kind = i.kind.as_str();
@@ -495,8 +522,10 @@ impl Store {
             values.push(primaries.get(&(id.0, IdentityKind::Phone.as_str())).cloned().into());
             values.push(serde_json::to_value(&golden.addresses).unwrap_or(Value::Array(vec![])).into());
             values.push(Value::Object(traits).into());
-            values.push(0i64.into());
-            values.push(at.into()); // only used if the row were missing, which it never is
+            // Version and creation time count only for a new row: a recompute after creation
+            // leaves a new customer at version 1.
+            values.push(1i64.into());
+            values.push(created.get(id).copied().unwrap_or(at).into());
             values.push(at.into());
             tags.extend(golden.tags.iter().map(|t| customer_tag::ActiveModel {
                 customer_id: Set(id.0),
@@ -514,19 +543,9 @@ impl Store {
             tuples.join(", ")
         );
         txn.execute(Statement::from_sql_and_values(b, sql, values)).await?;
-        for chunk in chunks_of(tags, rows_per_statement(3)) {
-            insert_tags(txn, chunk).await?;
-        }
+        insert_tags(txn, tags).await?;
         Ok(())
     }
-}
-
-fn chunks_of<T>(items: Vec<T>, size: usize) -> impl Iterator<Item = Vec<T>> {
-    let mut items = items.into_iter().peekable();
-    std::iter::from_fn(move || {
-        items.peek()?;
-        Some(items.by_ref().take(size).collect())
-    })
 }
 
 impl Pending {

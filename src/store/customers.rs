@@ -3,7 +3,7 @@
 use std::collections::{BTreeSet, HashMap};
 
 use chrono::{DateTime, SubsecRound, Utc};
-use sea_orm::sea_query::{Expr, LikeExpr, OnConflict, Query};
+use sea_orm::sea_query::{Expr, LikeExpr, Query};
 use sea_orm::{
     ActiveValue::Set, ColumnTrait, Condition, DatabaseTransaction, EntityTrait, FromQueryResult, Order, PaginatorTrait,
     QueryFilter, QueryOrder, QuerySelect, Statement,
@@ -12,6 +12,7 @@ use serde_json::Value;
 use uuid::Uuid;
 
 use super::entities::{customer, customer_tag, event, identity, order, source_record};
+use super::rows::insert_rows;
 use super::{ph, Cursor, Page, PageRequest, Store, StoreError, StoreResult};
 use crate::identity::keys::{Extracted, ParsedIdentity};
 use crate::identity::normalize::PersonName;
@@ -96,6 +97,12 @@ pub(crate) fn lock_id(key: &IdentityKey) -> i64 {
     i64::from_be_bytes(b)
 }
 
+/// When a customer first seen in `obs` at `at` was created: the record's own time if it is
+/// earlier.
+pub(crate) fn created_at(obs: &Observation, at: DateTime<Utc>) -> DateTime<Utc> {
+    obs.occurred_at.map(|t| t.trunc_subsecs(6)).filter(|t| *t < at).unwrap_or(at)
+}
+
 /// A new, empty customer row; its golden fields come from the recompute.
 pub(crate) fn new_customer(id: CustomerId, obs: &Observation, at: DateTime<Utc>) -> customer::ActiveModel {
     customer::ActiveModel {
@@ -110,7 +117,7 @@ pub(crate) fn new_customer(id: CustomerId, obs: &Observation, at: DateTime<Utc>)
         lifecycle_stage: Set(None),
         merged_into: Set(None),
         version: Set(0),
-        created_at: Set(obs.occurred_at.map(|t| t.trunc_subsecs(6)).filter(|t| *t < at).unwrap_or(at)),
+        created_at: Set(created_at(obs, at)),
         updated_at: Set(at),
     }
 }
@@ -360,6 +367,31 @@ impl Store {
             .all(txn)
             .await?;
         Ok(rows.into_iter().filter_map(|r| serde_json::from_value(r.payload).ok()).collect())
+    }
+
+    /// [`Store::source_observations`] of many customers at once.
+    pub(crate) async fn source_observations_of(
+        &self,
+        txn: &DatabaseTransaction,
+        ids: &[Uuid],
+    ) -> StoreResult<HashMap<CustomerId, Vec<Observation>>> {
+        let mut out: HashMap<CustomerId, Vec<Observation>> = ids.iter().map(|id| (CustomerId(*id), vec![])).collect();
+        if ids.is_empty() {
+            return Ok(out);
+        }
+        for chunk in super::shapes::padded_in(ids, 256) {
+            let rows = source_record::Entity::find()
+                .filter(source_record::Column::CustomerId.is_in(chunk))
+                .order_by_asc(source_record::Column::ReceivedAt)
+                .order_by_asc(source_record::Column::Id)
+                .all(txn)
+                .await?;
+            for r in rows {
+                let (Some(c), Ok(obs)) = (r.customer_id, serde_json::from_value(r.payload)) else { continue };
+                out.entry(CustomerId(c)).or_default().push(obs);
+            }
+        }
+        Ok(out)
     }
 
     /// Recompute the golden record of `customer_id` from its source records and identities.
@@ -766,40 +798,16 @@ pub(crate) async fn insert_identities(
     rows: Vec<identity::ActiveModel>,
     active: bool,
 ) -> StoreResult<()> {
-    if rows.is_empty() {
-        return Ok(());
-    }
-    let conflict =
-        [identity::Column::CustomerId, identity::Column::Kind, identity::Column::Namespace, identity::Column::Value];
-    let on_conflict = if active {
-        OnConflict::columns(conflict)
-            .update_columns([
-                identity::Column::LastSeen,
-                identity::Column::Raw,
-                identity::Column::Status,
-                identity::Column::SetAsideReason,
-            ])
-            .to_owned()
-    } else {
-        OnConflict::columns(conflict).update_columns([identity::Column::LastSeen]).to_owned()
-    };
-    identity::Entity::insert_many(rows).on_conflict(on_conflict).exec_without_returning(txn).await?;
-    Ok(())
+    const SEEN: &str = "ON CONFLICT (customer_id, kind, namespace, value) DO UPDATE SET last_seen = excluded.last_seen";
+    const CLAIMED: &str =
+        "ON CONFLICT (customer_id, kind, namespace, value) DO UPDATE SET last_seen = excluded.last_seen, \
+                           raw = excluded.raw, status = excluded.status, set_aside_reason = excluded.set_aside_reason";
+    insert_rows(txn, rows, if active { CLAIMED } else { SEEN }).await
 }
 
 /// Add tags, keeping those already there.
 pub(crate) async fn insert_tags(txn: &DatabaseTransaction, rows: Vec<customer_tag::ActiveModel>) -> StoreResult<()> {
-    if rows.is_empty() {
-        return Ok(());
-    }
-    customer_tag::Entity::insert_many(rows)
-        .on_conflict(
-            OnConflict::columns([customer_tag::Column::CustomerId, customer_tag::Column::Tag]).do_nothing().to_owned(),
-        )
-        .do_nothing()
-        .exec_without_returning(txn)
-        .await?;
-    Ok(())
+    insert_rows(txn, rows, "ON CONFLICT (customer_id, tag) DO NOTHING").await
 }
 
 fn group<T>(rows: Vec<T>, key: impl Fn(&T) -> Uuid) -> HashMap<Uuid, Vec<T>> {

@@ -64,19 +64,7 @@ pub(crate) async fn insert_candidates(
     txn: &DatabaseTransaction,
     rows: Vec<merge_candidate::ActiveModel>,
 ) -> StoreResult<()> {
-    if rows.is_empty() {
-        return Ok(());
-    }
-    merge_candidate::Entity::insert_many(rows)
-        .on_conflict(
-            OnConflict::columns([merge_candidate::Column::CustomerA, merge_candidate::Column::CustomerB])
-                .do_nothing()
-                .to_owned(),
-        )
-        .do_nothing()
-        .exec_without_returning(txn)
-        .await?;
-    Ok(())
+    super::rows::insert_rows(txn, rows, "ON CONFLICT (customer_a, customer_b) DO NOTHING").await
 }
 
 fn ordered(a: Uuid, b: Uuid) -> (Uuid, Uuid) {
@@ -102,7 +90,7 @@ impl Store {
             return Ok(vec![]);
         }
         let mut views = Vec::with_capacity(ids.len());
-        for chunk in ids.chunks(500) {
+        for chunk in super::shapes::padded_in(ids, 256) {
             let customers =
                 customer::Entity::find().filter(customer::Column::Id.is_in(chunk.iter().copied())).all(db).await?;
             let idents = identity::Entity::find()

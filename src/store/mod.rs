@@ -17,6 +17,8 @@ pub mod merges;
 pub mod pagination;
 pub mod privacy;
 pub mod records;
+mod rows;
+mod shapes;
 pub mod sync;
 
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -190,6 +192,18 @@ impl Store {
     pub async fn refresh_statistics(&self) -> StoreResult<()> {
         let sql = if self.is_postgres() { "ANALYZE" } else { "PRAGMA optimize" };
         self.db.execute_unprepared(sql).await?;
+        Ok(())
+    }
+
+    /// Refresh PostgreSQL's statistics of the tables an import fills, while it runs: a
+    /// planner that still believes them empty picks sequential scans, and every merge gets
+    /// slower as the tables grow. (SQLite's planner leans on its indexes without statistics.)
+    pub async fn refresh_ingest_statistics(&self) -> StoreResult<()> {
+        if self.is_postgres() {
+            self.db
+                .execute_unprepared("ANALYZE customers, identities, source_records, merge_candidates, merges")
+                .await?;
+        }
         Ok(())
     }
 

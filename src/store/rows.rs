@@ -1,0 +1,51 @@
+//! Multi-row inserts written straight to SQL: the column values of each active model are
+//! bound in order under one statement text per row count, without building a query tree
+//! per statement. Used where rows are written by the thousand (the bulk path).
+
+use sea_orm::{ActiveModelTrait, ConnectionTrait, DatabaseTransaction, EntityName, Iden, Iterable, Statement};
+
+use super::shapes::{chunks_of, rows_per_statement};
+use super::{ph, StoreError, StoreResult};
+
+/// Insert `rows` (every column set) into their table, `tail` appended to each statement
+/// (an `ON CONFLICT …` clause, or empty).
+pub(crate) async fn insert_rows<A>(txn: &DatabaseTransaction, rows: Vec<A>, tail: &str) -> StoreResult<()>
+where
+    A: ActiveModelTrait,
+{
+    if rows.is_empty() {
+        return Ok(());
+    }
+    let b = txn.get_database_backend();
+    let columns: Vec<<A::Entity as sea_orm::EntityTrait>::Column> =
+        <<A::Entity as sea_orm::EntityTrait>::Column as Iterable>::iter().collect();
+    let names: Vec<String> = columns.iter().map(|c| format!("\"{}\"", c.to_string())).collect();
+    let table = A::Entity::default().table_name().to_string();
+    let head = format!("INSERT INTO \"{table}\" ({}) VALUES ", names.join(", "));
+    let width = columns.len();
+    for chunk in chunks_of(rows, rows_per_statement(width)) {
+        let mut sql = String::with_capacity(head.len() + chunk.len() * width * 5 + tail.len() + 1);
+        sql.push_str(&head);
+        let mut values: Vec<sea_orm::Value> = Vec::with_capacity(chunk.len() * width);
+        for (r, row) in chunk.into_iter().enumerate() {
+            sql.push_str(if r == 0 { "(" } else { ", (" });
+            for (c, col) in columns.iter().enumerate() {
+                if c > 0 {
+                    sql.push_str(", ");
+                }
+                sql.push_str(&ph(b, values.len() + 1));
+                let value = row.get(*col).into_value().ok_or_else(|| {
+                    StoreError::Corrupt(format!("{table}.{} not set on a bulk insert", col.to_string()))
+                })?;
+                values.push(value);
+            }
+            sql.push(')');
+        }
+        if !tail.is_empty() {
+            sql.push(' ');
+            sql.push_str(tail);
+        }
+        txn.execute(Statement::from_sql_and_values(b, sql, values)).await?;
+    }
+    Ok(())
+}
