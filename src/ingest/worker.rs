@@ -15,8 +15,23 @@ use crate::ids::{ConnectorId, InboxId};
 use crate::store::entities::inbox;
 use crate::{AppState, ChangeKind};
 
-/// Rows one worker leases at a time.
+/// Rows one worker leases at a time (SQLite; see [`lease_batch`]).
 pub const LEASE_BATCH: u64 = 64;
+
+/// Rows a worker leases at a time. A batch's events are resolved together (see
+/// `pipeline::process_batch`), so a larger batch costs fewer statements per event. On SQLite
+/// the batch holds the single writer that webhook deliveries also wait for, so it stays at
+/// [`LEASE_BATCH`]; on PostgreSQL it blocks nobody but holders of the same identity keys.
+pub fn lease_batch(state: &AppState) -> u64 {
+    if state.store.is_postgres() {
+        4 * LEASE_BATCH
+    } else {
+        LEASE_BATCH
+    }
+}
+
+/// Longest a worker waits for waiting webhook deliveries before its next batch (SQLite).
+const GIVE_WAY: Duration = Duration::from_millis(5);
 
 /// Delay before attempt `attempts + 1`: 2^attempts seconds, capped at 15 minutes, ±25 % jitter.
 pub fn backoff(attempts: i32) -> chrono::Duration {
@@ -32,7 +47,7 @@ pub fn spawn_workers(state: AppState, wake: Arc<Notify>, n: usize) {
         let wake = wake.clone();
         tokio::spawn(async move {
             loop {
-                let worked = match run_once(&state, LEASE_BATCH).await {
+                let worked = match run_once(&state, lease_batch(&state)).await {
                     Ok(n) => n > 0,
                     Err(e) => {
                         tracing::warn!(error = %e, "inbox lease failed");
@@ -76,6 +91,9 @@ pub async fn run_once(state: &AppState, batch: u64) -> Result<usize, crate::stor
     let budget = batch_budget(state);
     let mut rest = &ready[..];
     while !rest.is_empty() {
+        // SQLite: let waiting webhook deliveries have the single writer first (a no-op on
+        // PostgreSQL, where they do not wait for workers).
+        state.inbox_writer.give_way(GIVE_WAY).await;
         let started = std::time::Instant::now();
         let outcomes =
             if rest.len() == 1 { vec![BatchOutcome::RunAlone] } else { process_batch(state, rest, budget).await };
