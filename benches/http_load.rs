@@ -82,9 +82,12 @@ async fn webhook_sender(
         let t = Instant::now();
         let body = json!({"type": "contact.created", "timestamp": "2025-01-01T00:00:00Z",
             "data": {"id": format!("ct_{n}"), "email": format!("bench{}@acme.io", n / 2), "first_name": "Bench", "seq": n}}).to_string();
-        let signed = testing::sign(ConnectorKind::StandardWebhooks, &secrets, &url, body.as_bytes(), chrono::Utc::now());
+        let signed =
+            testing::sign(ConnectorKind::StandardWebhooks, &secrets, &url, body.as_bytes(), chrono::Utc::now());
         req.clear();
-        req.extend_from_slice(format!("POST {path} HTTP/1.1\r\nhost: {host}\r\ncontent-length: {}\r\n", signed.body.len()).as_bytes());
+        req.extend_from_slice(
+            format!("POST {path} HTTP/1.1\r\nhost: {host}\r\ncontent-length: {}\r\n", signed.body.len()).as_bytes(),
+        );
         for (k, v) in &signed.headers {
             req.extend_from_slice(format!("{k}: {v}\r\n").as_bytes());
         }

@@ -78,7 +78,10 @@ fn prepare<'a>(state: &AppState, live: &'a LiveConnector, row: &'a inbox::Model)
     let Ok(records) = live.connector.parse(&stored_event(row)) else {
         return Prepared::Unparsable;
     };
-    if !records.iter().all(|r| matches!(r, Record::Customer(_) | Record::Order(_) | Record::FormResponse(_) | Record::Message(_))) {
+    if !records
+        .iter()
+        .all(|r| matches!(r, Record::Customer(_) | Record::Order(_) | Record::FormResponse(_) | Record::Message(_)))
+    {
         return Prepared::Own;
     }
     let ctx = Context::new(&live.row, row.received_at, Some(InboxId(row.id)));
@@ -118,7 +121,8 @@ pub async fn process_batch_with(
     budget: std::time::Duration,
     segment: usize,
 ) -> Vec<BatchOutcome> {
-    let mut prepared: Vec<Option<Prepared<'_>>> = rows.iter().map(|(live, row)| Some(prepare(state, live, row))).collect();
+    let mut prepared: Vec<Option<Prepared<'_>>> =
+        rows.iter().map(|(live, row)| Some(prepare(state, live, row))).collect();
     let started = std::time::Instant::now();
     let Ok(tx) = state.store.write().await else {
         return rows.iter().take(1).map(|_| BatchOutcome::RunAlone).collect();
@@ -279,12 +283,17 @@ fn timeline(ctx: &Context<'_>, kind: &str, at: DateTime<Utc>, properties: Value)
 }
 
 /// Split a customer-bearing record; privacy records come back unchanged.
-fn plan(ctx: &Context<'_>, record: Record) -> Result<Planned, Record> {
+fn plan(ctx: &Context<'_>, record: Record) -> Result<Planned, Box<Record>> {
     let conn = ctx.conn;
     Ok(match record {
         Record::Customer(c) => {
-            let mut obs =
-                Observation::from_person(ctx.source.clone(), "customer", c.person.external_id.clone(), &c.person, c.updated_at);
+            let mut obs = Observation::from_person(
+                ctx.source.clone(),
+                "customer",
+                c.person.external_id.clone(),
+                &c.person,
+                c.updated_at,
+            );
             obs.traits = c.traits;
             Planned { obs, then: Then::Nothing }
         }
@@ -333,17 +342,23 @@ fn plan(ctx: &Context<'_>, record: Record) -> Result<Planned, Record> {
             Planned { obs, then: Then::Event(event) }
         }
         Record::Message(m) => {
-            let obs =
-                Observation::from_person(ctx.source.clone(), "message", Some(m.message_id.clone()), &m.person, m.sent_at);
+            let obs = Observation::from_person(
+                ctx.source.clone(),
+                "message",
+                Some(m.message_id.clone()),
+                &m.person,
+                m.sent_at,
+            );
             let kind = match m.direction {
                 Direction::Inbound => "message_received",
                 Direction::Outbound => "message_sent",
             };
-            let props = json!({"channel": m.channel, "messageId": m.message_id, "messageType": m.message_type, "text": m.text});
+            let props =
+                json!({"channel": m.channel, "messageId": m.message_id, "messageType": m.message_type, "text": m.text});
             let event = timeline(ctx, kind, m.sent_at.unwrap_or(ctx.received_at), props);
             Planned { obs, then: Then::Event(event) }
         }
-        other => return Err(other),
+        other => return Err(Box::new(other)),
     })
 }
 
@@ -407,10 +422,11 @@ pub async fn apply_records(
             }
             Err(record) => record,
         };
-        match record {
+        match *record {
             Record::Erasure(p) => {
                 let obs = Observation::from_person(ctx.source.clone(), "erasure", None, &p.person, p.requested_at);
-                let keys: Vec<_> = extractor.extract(&obs, ctx.region.as_deref()).keys.into_iter().map(|k| k.key).collect();
+                let keys: Vec<_> =
+                    extractor.extract(&obs, ctx.region.as_deref()).keys.into_iter().map(|k| k.key).collect();
                 let ids = store.customers_holding(tx, &keys).await?;
                 store.erase_customers_tx(tx, &ids).await?;
                 for id in ids {
@@ -420,7 +436,8 @@ pub async fn apply_records(
             }
             Record::DataRequest(p) => {
                 let obs = Observation::from_person(ctx.source.clone(), "data_request", None, &p.person, p.requested_at);
-                let keys: Vec<_> = extractor.extract(&obs, ctx.region.as_deref()).keys.into_iter().map(|k| k.key).collect();
+                let keys: Vec<_> =
+                    extractor.extract(&obs, ctx.region.as_deref()).keys.into_iter().map(|k| k.key).collect();
                 for id in store.customers_holding(tx, &keys).await? {
                     let props = json!({"connectorKind": conn.kind, "inboxEventId": inbox_event.map(|i| i.to_string()), "export": "customerExport(id)"});
                     let mut e = timeline(&ctx, "privacy_data_request", p.requested_at.unwrap_or(received_at), props);

@@ -165,7 +165,11 @@ impl Store {
 
     /// [`Store::complete_inbox`] for many rows at once (one statement per lease token and
     /// 500 rows). Fails, and the caller must roll back, unless every row was still ours.
-    pub async fn complete_inbox_many(&self, tx: &WriteTx, rows: &[(InboxId, Option<DateTime<Utc>>)]) -> StoreResult<()> {
+    pub async fn complete_inbox_many(
+        &self,
+        tx: &WriteTx,
+        rows: &[(InboxId, Option<DateTime<Utc>>)],
+    ) -> StoreResult<()> {
         let mut by_lease: Vec<(Option<DateTime<Utc>>, Vec<Uuid>)> = Vec::new();
         for (id, lease) in rows {
             match by_lease.iter_mut().find(|(l, _)| l == lease) {
