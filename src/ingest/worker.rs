@@ -1,5 +1,6 @@
-//! Inbox workers: lease due rows, apply them in batches (one transaction per batch, a
-//! savepoint per event), run any event that failed in a batch alone in its own
+//! Inbox workers: lease due rows, apply them in batches (one transaction per batch; events
+//! resolved together on the bulk path, a savepoint per segment, see
+//! `pipeline::process_batch`), run any event that failed in a batch alone in its own
 //! transaction, retry failures with capped exponential backoff and jitter, dead-letter
 //! after `ingest.max_attempts`.
 
@@ -9,7 +10,7 @@ use std::time::Duration;
 use rand::Rng;
 use tokio::sync::Notify;
 
-use super::pipeline::{process, process_batch, BatchOutcome, ProcessError};
+use super::pipeline::{process, process_batch_with, BatchOutcome, ProcessError};
 use super::runtime::{LiveConnector, LoadError};
 use crate::ids::{ConnectorId, InboxId};
 use crate::store::entities::inbox;
@@ -74,6 +75,18 @@ fn batch_budget(state: &AppState) -> Duration {
     }
 }
 
+/// Most rows applied together on the bulk path. On SQLite a segment holds the single writer
+/// from start to end and a batch can only end (and let a waiting delivery in) between
+/// segments: with the whole lease of 64 as one segment, deliveries waited behind ~30 ms of
+/// processing and acceptance p99 passed 100 ms. 16 keeps most of the bulk path's gain.
+fn segment_rows(state: &AppState) -> usize {
+    if state.store.is_postgres() {
+        usize::MAX
+    } else {
+        16
+    }
+}
+
 /// Lease and process up to `batch` rows once. Returns how many were leased.
 pub async fn run_once(state: &AppState, batch: u64) -> Result<usize, crate::store::StoreError> {
     let lease = chrono::Duration::seconds(state.config.ingest.lease_secs as i64);
@@ -89,14 +102,18 @@ pub async fn run_once(state: &AppState, batch: u64) -> Result<usize, crate::stor
         }
     }
     let budget = batch_budget(state);
+    let segment = segment_rows(state);
     let mut rest = &ready[..];
     while !rest.is_empty() {
         // SQLite: let waiting webhook deliveries have the single writer first (a no-op on
         // PostgreSQL, where they do not wait for workers).
         state.inbox_writer.give_way(GIVE_WAY).await;
         let started = std::time::Instant::now();
-        let outcomes =
-            if rest.len() == 1 { vec![BatchOutcome::RunAlone] } else { process_batch(state, rest, budget).await };
+        let outcomes = if rest.len() == 1 {
+            vec![BatchOutcome::RunAlone]
+        } else {
+            process_batch_with(state, rest, budget, segment).await
+        };
         let taken = outcomes.len().max(1);
         let applied = outcomes.iter().filter(|o| matches!(o, BatchOutcome::Applied(_))).count().max(1);
         let per_event = started.elapsed().as_secs_f64() / applied as f64;
