@@ -3,16 +3,18 @@
 //! requests, and mark the event processed. Several events can share one transaction
 //! ([`process_batch`]), each in its own savepoint.
 
-use chrono::{DateTime, Utc};
+use std::collections::{HashMap, HashSet};
+
+use chrono::{DateTime, SubsecRound, Utc};
 use junction_connectors::{Direction, Record, StoredEvent};
 use serde_json::{json, Map, Value};
 
 use super::runtime::{region_of, LiveConnector};
 use crate::identity::{Observation, SourceRef};
 use crate::ids::{ConnectorId, CustomerId, InboxId};
-use crate::store::entities::{connector, inbox};
-use crate::store::records::OrderWrite;
-use crate::store::WriteTx;
+use crate::store::entities::{connector, inbox, order};
+use crate::store::records::{OrderWrite, TimelineEvent};
+use crate::store::{BulkItem, IngestOutcome, StoreError, WriteTx};
 use crate::{AppState, ChangeKind};
 
 #[derive(Debug, thiserror::Error)]
@@ -61,71 +63,314 @@ pub enum BatchOutcome {
     RunAlone,
 }
 
-/// Process leased rows in one transaction, one commit for all of them. Each row is applied
-/// inside its own savepoint together with its `processed` mark (which requires the lease to
-/// still be ours), so a row that fails — bad payload, lost lease, deadlock — is rolled back
-/// alone and the others still commit. Rows are taken in order until `budget` has been spent
-/// or (SQLite) a webhook delivery waits for the writer; returns the outcomes of the first `k`
-/// rows (at least one), the rest were not touched.
+/// A leased row, parsed and planned before the write transaction begins (parsing and key
+/// normalisation need no lock).
+enum Prepared<'a> {
+    /// Its payload cannot be parsed: it runs alone, which records the failure.
+    Unparsable,
+    /// Only customer-bearing records: applied with its neighbours on the bulk path.
+    Bulk(BulkEvent<'a>),
+    /// Privacy records (erasure, data request, shop erasure): applied on its own, in order.
+    Own,
+}
+
+fn prepare<'a>(state: &AppState, live: &'a LiveConnector, row: &'a inbox::Model) -> Prepared<'a> {
+    let Ok(records) = live.connector.parse(&stored_event(row)) else {
+        return Prepared::Unparsable;
+    };
+    if !records
+        .iter()
+        .all(|r| matches!(r, Record::Customer(_) | Record::Order(_) | Record::FormResponse(_) | Record::Message(_)))
+    {
+        return Prepared::Own;
+    }
+    let ctx = Context::new(&live.row, row.received_at, Some(InboxId(row.id)));
+    let mut items = Vec::with_capacity(records.len());
+    let mut thens = Vec::with_capacity(records.len());
+    for record in records {
+        if let Ok(p) = plan(&ctx, record) {
+            items.push(BulkItem::new(&state.extractor, p.obs, ctx.region.clone()));
+            thens.push(p.then);
+        }
+    }
+    Prepared::Bulk(BulkEvent { connector: ctx.connector_id.to_string(), row, items, thens })
+}
+
+/// Process leased rows in one transaction, one commit for all of them. Consecutive rows
+/// with only customer-bearing records form a segment applied on the bulk path
+/// ([`apply_bulk`]) inside one savepoint; a row with privacy records is applied alone in its
+/// own savepoint, in its place. If a segment fails, it is rolled back and its rows are
+/// applied one by one, each inside its own savepoint together with its `processed` mark
+/// (which requires the lease to still be ours), so a row that fails — bad payload, lost
+/// lease, deadlock — is rolled back alone and the others still commit. Segments are taken
+/// in order until `budget` has been spent or (SQLite) a webhook delivery waits for the
+/// writer; returns the outcomes of the first `k` rows (at least one), the rest were not
+/// touched.
 pub async fn process_batch(
     state: &AppState,
     rows: &[(std::sync::Arc<LiveConnector>, inbox::Model)],
     budget: std::time::Duration,
 ) -> Vec<BatchOutcome> {
+    process_batch_with(state, rows, budget, usize::MAX).await
+}
+
+/// [`process_batch`] with at most `segment` rows per bulk segment.
+pub async fn process_batch_with(
+    state: &AppState,
+    rows: &[(std::sync::Arc<LiveConnector>, inbox::Model)],
+    budget: std::time::Duration,
+    segment: usize,
+) -> Vec<BatchOutcome> {
+    let mut prepared: Vec<Option<Prepared<'_>>> =
+        rows.iter().map(|(live, row)| Some(prepare(state, live, row))).collect();
     let started = std::time::Instant::now();
     let Ok(tx) = state.store.write().await else {
         return rows.iter().take(1).map(|_| BatchOutcome::RunAlone).collect();
     };
-    let mut out = Vec::with_capacity(rows.len());
-    for (live, row) in rows {
+    let all_alone = |n: usize| (0..n).map(|_| BatchOutcome::RunAlone).collect::<Vec<_>>();
+    let mut out: Vec<BatchOutcome> = Vec::with_capacity(rows.len());
+    while out.len() < rows.len() {
         if !out.is_empty() && (started.elapsed() >= budget || state.inbox_writer.deliveries_waiting()) {
             break;
         }
-        let Ok(records) = live.connector.parse(&stored_event(row)) else {
-            out.push(BatchOutcome::RunAlone);
-            continue;
-        };
-        let Ok(sp) = tx.savepoint().await else {
-            // The transaction is unusable: keep nothing of this batch.
-            out.push(BatchOutcome::RunAlone);
-            return out.into_iter().map(|_| BatchOutcome::RunAlone).collect();
-        };
-        let applied = async {
-            let changes = apply_records(state, &sp, &live.row, records, row.received_at, Some(InboxId(row.id))).await?;
-            state.store.complete_inbox(&sp, InboxId(row.id), row.leased_until).await?;
-            Ok::<_, ProcessError>(changes)
-        }
-        .await;
-        match applied {
-            Ok(changes) => match sp.commit().await {
-                Ok(()) => out.push(BatchOutcome::Applied(changes)),
-                Err(_) => {
-                    out.push(BatchOutcome::RunAlone);
-                    return out.into_iter().map(|_| BatchOutcome::RunAlone).collect();
-                }
+        let k = out.len();
+        match prepared[k].take() {
+            None | Some(Prepared::Unparsable) => out.push(BatchOutcome::RunAlone),
+            Some(Prepared::Own) => match one_in_savepoint(state, &tx, &rows[k].0, &rows[k].1).await {
+                Some(o) => out.push(o),
+                None => return all_alone(k + 1),
             },
-            Err(e) => {
-                tracing::debug!(inbox_id = %InboxId(row.id), error = %e, "inbox event failed in a batch; it runs alone next");
-                if sp.rollback().await.is_err() {
-                    out.push(BatchOutcome::RunAlone);
-                    return out.into_iter().map(|_| BatchOutcome::RunAlone).collect();
+            Some(Prepared::Bulk(first)) => {
+                let mut seg = vec![first];
+                while seg.len() < segment.max(1) && k + seg.len() < rows.len() {
+                    match prepared[k + seg.len()].take() {
+                        Some(Prepared::Bulk(e)) => seg.push(e),
+                        other => {
+                            prepared[k + seg.len()] = other;
+                            break;
+                        }
+                    }
                 }
-                out.push(BatchOutcome::RunAlone);
+                let n = seg.len();
+                let Ok(sp) = tx.savepoint().await else { return all_alone(k + n) };
+                match apply_bulk(state, &sp, seg).await {
+                    Ok(changes) => {
+                        if sp.commit().await.is_err() {
+                            return all_alone(k + n);
+                        }
+                        out.extend(changes.into_iter().map(BatchOutcome::Applied));
+                    }
+                    Err(e) => {
+                        tracing::debug!(rows = n, error = %e, "inbox batch segment failed; applying its events one by one");
+                        if sp.rollback().await.is_err() {
+                            return all_alone(k + n);
+                        }
+                        for (live, row) in &rows[k..k + n] {
+                            match one_in_savepoint(state, &tx, live, row).await {
+                                Some(o) => out.push(o),
+                                None => return all_alone(k + n),
+                            }
+                        }
+                    }
+                }
             }
         }
     }
     if let Err(e) = tx.commit().await {
         tracing::warn!(error = %e, rows = out.len(), "inbox batch did not commit; its events run alone");
-        return out.into_iter().map(|_| BatchOutcome::RunAlone).collect();
+        return all_alone(out.len());
     }
     out
 }
 
-/// Apply normalised records from `conn` inside the caller's transaction: resolve identities,
-/// upsert orders, append timeline events, honour privacy requests. Webhook events (from the
-/// inbox) and pulled pages both come through here, so a record means the same whichever
-/// way it arrived. `received_at` stands in for records without a time of their own;
-/// `inbox_event` names the delivery a data request came from.
+/// Apply one row inside its own savepoint of `tx`, with its `processed` mark. `None` when
+/// the transaction itself became unusable (nothing of the batch may be kept).
+async fn one_in_savepoint(
+    state: &AppState,
+    tx: &WriteTx,
+    live: &LiveConnector,
+    row: &inbox::Model,
+) -> Option<BatchOutcome> {
+    let Ok(records) = live.connector.parse(&stored_event(row)) else {
+        return Some(BatchOutcome::RunAlone);
+    };
+    let sp = tx.savepoint().await.ok()?;
+    let applied = async {
+        let changes = apply_records(state, &sp, &live.row, records, row.received_at, Some(InboxId(row.id))).await?;
+        state.store.complete_inbox(&sp, InboxId(row.id), row.leased_until).await?;
+        Ok::<_, ProcessError>(changes)
+    }
+    .await;
+    match applied {
+        Ok(changes) => {
+            sp.commit().await.ok()?;
+            Some(BatchOutcome::Applied(changes))
+        }
+        Err(e) => {
+            tracing::debug!(inbox_id = %InboxId(row.id), error = %e, "inbox event failed in a batch; it runs alone next");
+            sp.rollback().await.ok()?;
+            Some(BatchOutcome::RunAlone)
+        }
+    }
+}
+
+/// What the records of one connector share while they are applied.
+struct Context<'a> {
+    conn: &'a connector::Model,
+    connector_id: ConnectorId,
+    source: SourceRef,
+    region: Option<String>,
+    mapping: Map<String, Value>,
+    received_at: DateTime<Utc>,
+}
+
+impl<'a> Context<'a> {
+    fn new(conn: &'a connector::Model, received_at: DateTime<Utc>, inbox_event: Option<InboxId>) -> Self {
+        let connector_id = ConnectorId(conn.id);
+        Self {
+            conn,
+            connector_id,
+            source: SourceRef {
+                source: conn.kind.clone(),
+                connector_id: Some(connector_id),
+                namespace: connector_id.to_string(),
+                inbox_id: inbox_event.map(|i| i.0),
+            },
+            region: region_of(conn),
+            mapping: conn.config.get("field_mapping").and_then(Value::as_object).cloned().unwrap_or_default(),
+            received_at,
+        }
+    }
+}
+
+/// A customer-bearing record, split into the observation that resolves its customer and
+/// what it writes once that customer is known.
+struct Planned {
+    obs: Observation,
+    then: Then,
+}
+
+enum Then {
+    /// A customer record: the observation is everything.
+    Nothing,
+    /// Upsert the order; a new one also gets an `order_placed` event.
+    Order { order: OrderPlan, placed: TimelineEvent },
+    /// Append one timeline event.
+    Event(TimelineEvent),
+}
+
+/// An order with owned fields (the batch path folds several before writing).
+struct OrderPlan {
+    external_id: String,
+    status: Option<String>,
+    currency: Option<String>,
+    total_minor: Option<i64>,
+    lines: Value,
+    placed_at: Option<DateTime<Utc>>,
+    updated_at: Option<DateTime<Utc>>,
+}
+
+/// A timeline event whose customer is still to be resolved (the placeholder id is
+/// replaced by the record's customer).
+fn timeline(ctx: &Context<'_>, kind: &str, at: DateTime<Utc>, properties: Value) -> TimelineEvent {
+    TimelineEvent {
+        customer: CustomerId(uuid::Uuid::nil()),
+        kind: kind.to_string(),
+        source: ctx.conn.kind.clone(),
+        at,
+        properties,
+    }
+}
+
+/// Split a customer-bearing record; privacy records come back unchanged.
+fn plan(ctx: &Context<'_>, record: Record) -> Result<Planned, Box<Record>> {
+    let conn = ctx.conn;
+    Ok(match record {
+        Record::Customer(c) => {
+            let mut obs = Observation::from_person(
+                ctx.source.clone(),
+                "customer",
+                c.person.external_id.clone(),
+                &c.person,
+                c.updated_at,
+            );
+            obs.traits = c.traits;
+            Planned { obs, then: Then::Nothing }
+        }
+        Record::Order(o) => {
+            let at = o.updated_at.or(o.placed_at);
+            let obs = Observation::from_person(ctx.source.clone(), "order", Some(o.external_id.clone()), &o.person, at);
+            let currency = o.total.map(|m| m.currency.as_str().to_string());
+            let props = json!({
+                "orderId": o.external_id, "status": o.status,
+                "totalMinor": o.total.map(|m| m.minor), "currency": currency,
+                "connectorKind": conn.kind,
+            });
+            let placed = timeline(ctx, "order_placed", o.placed_at.unwrap_or(ctx.received_at), props);
+            let order = OrderPlan {
+                lines: serde_json::to_value(&o.lines).unwrap_or(Value::Array(vec![])),
+                external_id: o.external_id,
+                status: o.status,
+                currency,
+                total_minor: o.total.map(|m| m.minor),
+                placed_at: o.placed_at,
+                updated_at: o.updated_at,
+            };
+            Planned { obs, then: Then::Order { order, placed } }
+        }
+        Record::FormResponse(f) => {
+            let mut obs = Observation::from_person(
+                ctx.source.clone(),
+                "form_response",
+                Some(f.response_id.clone()),
+                &f.person,
+                f.submitted_at,
+            );
+            let mut answers = Map::new();
+            for a in &f.answers {
+                let key = a.field_ref.clone().unwrap_or_else(|| a.field_id.clone());
+                let mapped = ctx.mapping.get(&key).or_else(|| ctx.mapping.get(&a.field_id)).and_then(Value::as_str);
+                if let Some(trait_name) = mapped {
+                    obs.traits.insert(trait_name.to_string(), a.value.clone());
+                }
+                if !matches!(a.field_type.as_str(), "email" | "phone_number") {
+                    answers.insert(a.label.clone().unwrap_or(key), a.value.clone());
+                }
+            }
+            let props = json!({"formId": f.form_id, "responseId": f.response_id, "answers": answers, "connectorKind": conn.kind});
+            let event = timeline(ctx, "form_submitted", f.submitted_at.unwrap_or(ctx.received_at), props);
+            Planned { obs, then: Then::Event(event) }
+        }
+        Record::Message(m) => {
+            let obs = Observation::from_person(
+                ctx.source.clone(),
+                "message",
+                Some(m.message_id.clone()),
+                &m.person,
+                m.sent_at,
+            );
+            let kind = match m.direction {
+                Direction::Inbound => "message_received",
+                Direction::Outbound => "message_sent",
+            };
+            let props =
+                json!({"channel": m.channel, "messageId": m.message_id, "messageType": m.message_type, "text": m.text});
+            let event = timeline(ctx, kind, m.sent_at.unwrap_or(ctx.received_at), props);
+            Planned { obs, then: Then::Event(event) }
+        }
+        other => return Err(Box::new(other)),
+    })
+}
+
+fn change_of(out: &IngestOutcome) -> (CustomerId, ChangeKind) {
+    (out.customer_id, if out.created { ChangeKind::Created } else { ChangeKind::Updated })
+}
+
+/// Apply normalised records from `conn` inside the caller's transaction, one at a time:
+/// resolve identities, upsert orders, append timeline events, honour privacy requests.
+/// Webhook events (from the inbox) and pulled pages both come through here, so a record
+/// means the same whichever way it arrived. `received_at` stands in for records without a
+/// time of their own; `inbox_event` names the delivery a data request came from.
 pub async fn apply_records(
     state: &AppState,
     tx: &WriteTx,
@@ -134,127 +379,54 @@ pub async fn apply_records(
     received_at: DateTime<Utc>,
     inbox_event: Option<InboxId>,
 ) -> Result<Vec<(CustomerId, ChangeKind)>, ProcessError> {
-    let connector_id = ConnectorId(conn.id);
-    let source = SourceRef {
-        source: conn.kind.clone(),
-        connector_id: Some(connector_id),
-        namespace: connector_id.to_string(),
-        inbox_id: inbox_event.map(|i| i.0),
-    };
-    let region = region_of(conn);
-    let mapping = conn.config.get("field_mapping").and_then(Value::as_object).cloned().unwrap_or_default();
+    let ctx = Context::new(conn, received_at, inbox_event);
+    let connector_id = ctx.connector_id;
     let store = &state.store;
     let extractor = &state.extractor;
     let mut changes = Vec::new();
     for record in records {
-        match record {
-            Record::Customer(c) => {
-                let mut obs = Observation::from_person(
-                    source.clone(),
-                    "customer",
-                    c.person.external_id.clone(),
-                    &c.person,
-                    c.updated_at,
-                );
-                obs.traits = c.traits;
-                let out = store.ingest_tx(tx, extractor, &obs, region.as_deref()).await?;
-                changes.push((out.customer_id, if out.created { ChangeKind::Created } else { ChangeKind::Updated }));
-            }
-            Record::Order(o) => {
-                let at = o.updated_at.or(o.placed_at);
-                let obs = Observation::from_person(source.clone(), "order", Some(o.external_id.clone()), &o.person, at);
-                let out = store.ingest_tx(tx, extractor, &obs, region.as_deref()).await?;
-                let lines = serde_json::to_value(&o.lines).unwrap_or(Value::Array(vec![]));
-                let created = store
-                    .upsert_order(
-                        tx,
-                        out.customer_id,
-                        OrderWrite {
-                            connector: &connector_id.to_string(),
-                            external_id: &o.external_id,
-                            status: o.status.clone(),
-                            currency: o.total.map(|m| m.currency.as_str().to_string()),
-                            total_minor: o.total.map(|m| m.minor),
-                            lines,
-                            placed_at: o.placed_at,
-                            updated_at: o.updated_at,
-                        },
-                    )
-                    .await?;
-                if created {
-                    let props = json!({
-                        "orderId": o.external_id, "status": o.status,
-                        "totalMinor": o.total.map(|m| m.minor), "currency": o.total.map(|m| m.currency.as_str().to_string()),
-                        "connectorKind": conn.kind,
-                    });
-                    store
-                        .append_event(
-                            tx,
-                            out.customer_id,
-                            "order_placed",
-                            &conn.kind,
-                            o.placed_at.unwrap_or(received_at),
-                            props,
-                        )
-                        .await?;
-                }
-                changes.push((out.customer_id, if out.created { ChangeKind::Created } else { ChangeKind::Updated }));
-            }
-            Record::FormResponse(f) => {
-                let mut obs = Observation::from_person(
-                    source.clone(),
-                    "form_response",
-                    Some(f.response_id.clone()),
-                    &f.person,
-                    f.submitted_at,
-                );
-                let mut answers = Map::new();
-                for a in &f.answers {
-                    let key = a.field_ref.clone().unwrap_or_else(|| a.field_id.clone());
-                    let mapped = mapping.get(&key).or_else(|| mapping.get(&a.field_id)).and_then(Value::as_str);
-                    if let Some(trait_name) = mapped {
-                        obs.traits.insert(trait_name.to_string(), a.value.clone());
+        let record = match plan(&ctx, record) {
+            Ok(p) => {
+                let out = store.ingest_tx(tx, extractor, &p.obs, ctx.region.as_deref()).await?;
+                match p.then {
+                    Then::Nothing => {}
+                    Then::Order { order: o, mut placed } => {
+                        let created = store
+                            .upsert_order(
+                                tx,
+                                out.customer_id,
+                                OrderWrite {
+                                    connector: &connector_id.to_string(),
+                                    external_id: &o.external_id,
+                                    status: o.status,
+                                    currency: o.currency,
+                                    total_minor: o.total_minor,
+                                    lines: o.lines,
+                                    placed_at: o.placed_at,
+                                    updated_at: o.updated_at,
+                                },
+                            )
+                            .await?;
+                        if created {
+                            placed.customer = out.customer_id;
+                            store.append_events(tx, vec![placed]).await?;
+                        }
                     }
-                    if !matches!(a.field_type.as_str(), "email" | "phone_number") {
-                        answers.insert(a.label.clone().unwrap_or(key), a.value.clone());
+                    Then::Event(mut e) => {
+                        e.customer = out.customer_id;
+                        store.append_events(tx, vec![e]).await?;
                     }
                 }
-                let out = store.ingest_tx(tx, extractor, &obs, region.as_deref()).await?;
-                let props = json!({"formId": f.form_id, "responseId": f.response_id, "answers": answers, "connectorKind": conn.kind});
-                store
-                    .append_event(
-                        tx,
-                        out.customer_id,
-                        "form_submitted",
-                        &conn.kind,
-                        f.submitted_at.unwrap_or(received_at),
-                        props,
-                    )
-                    .await?;
-                changes.push((out.customer_id, if out.created { ChangeKind::Created } else { ChangeKind::Updated }));
+                changes.push(change_of(&out));
+                continue;
             }
-            Record::Message(m) => {
-                let obs = Observation::from_person(
-                    source.clone(),
-                    "message",
-                    Some(m.message_id.clone()),
-                    &m.person,
-                    m.sent_at,
-                );
-                let out = store.ingest_tx(tx, extractor, &obs, region.as_deref()).await?;
-                let kind = match m.direction {
-                    Direction::Inbound => "message_received",
-                    Direction::Outbound => "message_sent",
-                };
-                let props = json!({"channel": m.channel, "messageId": m.message_id, "messageType": m.message_type, "text": m.text});
-                store
-                    .append_event(tx, out.customer_id, kind, &conn.kind, m.sent_at.unwrap_or(received_at), props)
-                    .await?;
-                changes.push((out.customer_id, if out.created { ChangeKind::Created } else { ChangeKind::Updated }));
-            }
+            Err(record) => record,
+        };
+        match *record {
             Record::Erasure(p) => {
-                let obs = Observation::from_person(source.clone(), "erasure", None, &p.person, p.requested_at);
-                let keys: Vec<_> = extractor.extract(&obs, region.as_deref()).keys.into_iter().map(|k| k.key).collect();
+                let obs = Observation::from_person(ctx.source.clone(), "erasure", None, &p.person, p.requested_at);
+                let keys: Vec<_> =
+                    extractor.extract(&obs, ctx.region.as_deref()).keys.into_iter().map(|k| k.key).collect();
                 let ids = store.customers_holding(tx, &keys).await?;
                 store.erase_customers_tx(tx, &ids).await?;
                 for id in ids {
@@ -263,20 +435,14 @@ pub async fn apply_records(
                 tracing::info!(connector_id = %connector_id, "erasure request applied");
             }
             Record::DataRequest(p) => {
-                let obs = Observation::from_person(source.clone(), "data_request", None, &p.person, p.requested_at);
-                let keys: Vec<_> = extractor.extract(&obs, region.as_deref()).keys.into_iter().map(|k| k.key).collect();
+                let obs = Observation::from_person(ctx.source.clone(), "data_request", None, &p.person, p.requested_at);
+                let keys: Vec<_> =
+                    extractor.extract(&obs, ctx.region.as_deref()).keys.into_iter().map(|k| k.key).collect();
                 for id in store.customers_holding(tx, &keys).await? {
                     let props = json!({"connectorKind": conn.kind, "inboxEventId": inbox_event.map(|i| i.to_string()), "export": "customerExport(id)"});
-                    store
-                        .append_event(
-                            tx,
-                            id,
-                            "privacy_data_request",
-                            &conn.kind,
-                            p.requested_at.unwrap_or(received_at),
-                            props,
-                        )
-                        .await?;
+                    let mut e = timeline(&ctx, "privacy_data_request", p.requested_at.unwrap_or(received_at), props);
+                    e.customer = id;
+                    store.append_events(tx, vec![e]).await?;
                     changes.push((id, ChangeKind::Updated));
                 }
             }
@@ -284,7 +450,149 @@ pub async fn apply_records(
                 let n = store.erase_connector_data(tx, connector_id).await?;
                 tracing::info!(connector_id = %connector_id, erased = n, "shop erasure applied");
             }
+            // `plan` took every customer-bearing kind.
+            Record::Customer(_) | Record::Order(_) | Record::FormResponse(_) | Record::Message(_) => {}
         }
     }
+    Ok(changes)
+}
+
+/// The customer-bearing records of one inbox event, planned for [`apply_bulk`]: one bulk
+/// item (keys already extracted) and one follow-up write per record.
+struct BulkEvent<'a> {
+    connector: String,
+    row: &'a inbox::Model,
+    items: Vec<BulkItem>,
+    thens: Vec<Then>,
+}
+
+/// Apply the events of a batch segment together: every observation of every event is
+/// resolved by one [`Store::ingest_bulk_tx`] (the same decisions as one at a time, in
+/// order), then orders are folded in memory exactly as [`Store::upsert_order`] would apply
+/// them one by one, and orders, timeline events and `processed` marks are written with a
+/// few multi-row statements. Returns each event's changes, in order.
+///
+/// When a record merges away the customer of an earlier record of the segment, one-at-a-time
+/// processing would have written that record's order or event first and the merge would
+/// have moved it (and listed it in the merge ledger, for unmerge). This path writes orders
+/// and events after resolution, so it refuses such a segment: the caller rolls it back and
+/// applies its events one by one.
+async fn apply_bulk(
+    state: &AppState,
+    tx: &WriteTx,
+    events: Vec<BulkEvent<'_>>,
+) -> Result<Vec<Vec<(CustomerId, ChangeKind)>>, ProcessError> {
+    let store = &state.store;
+    let extractor = &state.extractor;
+    let mut items = Vec::new();
+    let mut thens: Vec<(usize, Then)> = Vec::new();
+    let mut done: Vec<(InboxId, Option<DateTime<Utc>>)> = Vec::with_capacity(events.len());
+    let mut meta: Vec<String> = Vec::with_capacity(events.len());
+    for (i, e) in events.into_iter().enumerate() {
+        items.extend(e.items);
+        thens.extend(e.thens.into_iter().map(|t| (i, t)));
+        done.push((InboxId(e.row.id), e.row.leased_until));
+        meta.push(e.connector);
+    }
+    let outcomes = if items.is_empty() { Vec::new() } else { store.ingest_bulk_tx(tx, extractor, &items).await? };
+    if outcomes.len() != items.len() {
+        return Err(ProcessError::Store(StoreError::Corrupt("bulk ingestion lost records".into())));
+    }
+    let mut seen: HashSet<CustomerId> = HashSet::new();
+    for out in &outcomes {
+        if out.merged.iter().any(|m| seen.contains(m)) {
+            return Err(ProcessError::Store(StoreError::Conflict(
+                "a record merged away the customer of an earlier record of the batch".into(),
+            )));
+        }
+        seen.insert(out.customer_id);
+    }
+
+    // Orders: the stored versions, then every order record folded in order.
+    let keys: Vec<(&str, &str)> = thens
+        .iter()
+        .filter_map(|(i, t)| match t {
+            Then::Order { order, .. } => Some((meta[*i].as_str(), order.external_id.as_str())),
+            _ => None,
+        })
+        .collect();
+    let mut orders: HashMap<(String, String), (order::Model, bool, bool)> = HashMap::new();
+    if !keys.is_empty() {
+        for row in store.orders_by_source(tx, &keys).await? {
+            orders.insert((row.connector_id.clone(), row.external_id.clone()), (row, false, false));
+        }
+    }
+    let at = Utc::now().trunc_subsecs(6);
+    let mut timeline_events = Vec::new();
+    let mut changes: Vec<Vec<(CustomerId, ChangeKind)>> = vec![Vec::new(); done.len()];
+    for ((i, then), out) in thens.into_iter().zip(&outcomes) {
+        match then {
+            Then::Nothing => {}
+            Then::Event(mut e) => {
+                e.customer = out.customer_id;
+                timeline_events.push(e);
+            }
+            Then::Order { order: o, mut placed } => {
+                let key = (meta[i].clone(), o.external_id.clone());
+                match orders.get_mut(&key) {
+                    None => {
+                        let row = order::Model {
+                            id: uuid::Uuid::now_v7(),
+                            customer_id: out.customer_id.0,
+                            connector_id: key.0.clone(),
+                            external_id: key.1.clone(),
+                            status: o.status,
+                            currency: o.currency,
+                            total_minor: o.total_minor,
+                            lines: o.lines,
+                            placed_at: o.placed_at.map(|t| t.trunc_subsecs(6)),
+                            source_updated_at: o.updated_at.map(|t| t.trunc_subsecs(6)),
+                            created_at: at,
+                            updated_at: at,
+                        };
+                        orders.insert(key, (row, true, false));
+                        placed.customer = out.customer_id;
+                        timeline_events.push(placed);
+                    }
+                    Some((row, _, dirty)) => {
+                        // As `upsert_order`: an older version never overwrites a newer one.
+                        let newer = match (o.updated_at, row.source_updated_at) {
+                            (Some(new), Some(old)) => new.trunc_subsecs(6) >= old,
+                            (None, Some(_)) => false,
+                            _ => true,
+                        };
+                        if newer {
+                            row.customer_id = out.customer_id.0;
+                            row.status = o.status;
+                            row.currency = o.currency;
+                            row.total_minor = o.total_minor;
+                            row.lines = o.lines;
+                            if o.placed_at.is_some() {
+                                row.placed_at = o.placed_at.map(|t| t.trunc_subsecs(6));
+                            }
+                            row.source_updated_at = o.updated_at.map(|t| t.trunc_subsecs(6));
+                            row.updated_at = at;
+                            *dirty = true;
+                        }
+                    }
+                }
+            }
+        }
+        changes[i].push(change_of(out));
+    }
+    let (mut new_orders, mut changed_orders) = (Vec::new(), Vec::new());
+    for (row, new, dirty) in orders.into_values() {
+        if new {
+            new_orders.push(row);
+        } else if dirty {
+            changed_orders.push(row);
+        }
+    }
+    // Deterministic statement order (uuid v7: creation order).
+    new_orders.sort_by_key(|r| r.id);
+    changed_orders.sort_by_key(|r| r.id);
+    store.write_orders(tx, new_orders, changed_orders).await?;
+    store.append_events(tx, timeline_events).await?;
+    store.complete_inbox_many(tx, &done).await?;
     Ok(changes)
 }

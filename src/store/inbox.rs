@@ -104,25 +104,42 @@ impl Store {
         Ok(ids.iter().map(|id| new.contains(id)).collect())
     }
 
-    /// Lease up to `n` due rows (pending, retrying, or with an expired lease).
+    /// Lease up to `n` due rows: first rows whose lease expired (a worker died), then due
+    /// retries, then pending rows, each oldest first.
+    ///
+    /// One statement per state, each an ordered range scan of `ix_inbox_due (status,
+    /// next_attempt_at)` that stops after `n` rows. A single statement with `OR` across
+    /// states cannot use that order: it collected and sorted every due row, so a lease cost
+    /// grew with the backlog (42 ms per lease with 50,000 rows waiting on PostgreSQL). Retries
+    /// and expired leases go first so a steady stream of new rows cannot starve them.
     pub async fn lease_inbox(&self, n: u64, lease: Duration) -> StoreResult<Vec<inbox::Model>> {
         let at = now();
         let until = at + lease;
         let b = self.backend();
         let lock = if self.is_postgres() { " FOR UPDATE SKIP LOCKED" } else { "" };
-        let sql = format!(
-            "UPDATE inbox SET status = 'processing', leased_until = {p1}, attempts = attempts + 1 \
-             WHERE id IN (SELECT id FROM inbox WHERE \
-               ((status IN ('pending', 'retrying') AND next_attempt_at <= {p2}) OR (status = 'processing' AND leased_until < {p3})) \
-               ORDER BY next_attempt_at LIMIT {n}{lock}) \
-             RETURNING *",
-            p1 = ph(b, 1),
-            p2 = ph(b, 2),
-            p3 = ph(b, 3),
-        );
-        let stmt = Statement::from_sql_and_values(b, sql, [until.into(), at.into(), at.into()]);
+        let (p1, p2) = (ph(b, 1), ph(b, 2));
         let tx = self.write().await?;
-        let rows = inbox::Model::find_by_statement(stmt).all(&tx.txn).await?;
+        let mut rows: Vec<inbox::Model> = Vec::new();
+        for due in [
+            // In index order too: a bitmap scan (what `ORDER BY leased_until` got) visits
+            // every index entry ever written for 'processing' until a vacuum removes them.
+            format!("status = 'processing' AND leased_until < {p2} ORDER BY next_attempt_at"),
+            format!("status = 'retrying' AND next_attempt_at <= {p2} ORDER BY next_attempt_at"),
+            format!("status = 'pending' AND next_attempt_at <= {p2} ORDER BY next_attempt_at"),
+        ] {
+            let want = n.saturating_sub(rows.len() as u64);
+            if want == 0 {
+                break;
+            }
+            let sql = format!(
+                "UPDATE inbox SET status = 'processing', leased_until = {p1}, attempts = attempts + 1 \
+                 WHERE id IN (SELECT id FROM inbox WHERE {due} LIMIT {want}{lock}) RETURNING *"
+            );
+            let stmt = Statement::from_sql_and_values(b, sql, [until.into(), at.into()]);
+            let mut got = inbox::Model::find_by_statement(stmt).all(&tx.txn).await?;
+            got.sort_by_key(|r| (r.next_attempt_at, r.id));
+            rows.extend(got);
+        }
         tx.commit().await?;
         Ok(rows)
     }
@@ -142,6 +159,40 @@ impl Store {
             .await?;
         if res.rows_affected != 1 {
             return Err(StoreError::Conflict("inbox lease lost to another worker".into()));
+        }
+        Ok(())
+    }
+
+    /// [`Store::complete_inbox`] for many rows at once (one statement per lease token and
+    /// 500 rows). Fails, and the caller must roll back, unless every row was still ours.
+    pub async fn complete_inbox_many(
+        &self,
+        tx: &WriteTx,
+        rows: &[(InboxId, Option<DateTime<Utc>>)],
+    ) -> StoreResult<()> {
+        let mut by_lease: Vec<(Option<DateTime<Utc>>, Vec<Uuid>)> = Vec::new();
+        for (id, lease) in rows {
+            match by_lease.iter_mut().find(|(l, _)| l == lease) {
+                Some((_, ids)) => ids.push(id.0),
+                None => by_lease.push((*lease, vec![id.0])),
+            }
+        }
+        let at = now();
+        for (lease, ids) in by_lease {
+            for chunk in ids.chunks(500) {
+                let res = inbox::Entity::update_many()
+                    .col_expr(inbox::Column::Status, Expr::value(status::PROCESSED))
+                    .col_expr(inbox::Column::ProcessedAt, Expr::value(at))
+                    .col_expr(inbox::Column::LeasedUntil, Expr::value(Option::<DateTime<Utc>>::None))
+                    .col_expr(inbox::Column::LastError, Expr::value(Option::<String>::None))
+                    .filter(inbox::Column::Id.is_in(chunk.iter().copied()))
+                    .filter(still_leased(lease))
+                    .exec(&tx.txn)
+                    .await?;
+                if res.rows_affected != chunk.len() as u64 {
+                    return Err(StoreError::Conflict("inbox lease lost to another worker".into()));
+                }
+            }
         }
         Ok(())
     }

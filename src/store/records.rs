@@ -9,12 +9,13 @@ use serde_json::Value;
 use uuid::Uuid;
 
 use super::customers::now;
-use super::entities::{customer, identity, order, source_record};
+use super::entities::{customer, event, identity, order, source_record};
 use super::{IngestOutcome, Store, StoreResult, WriteTx};
 use crate::identity::{IdentityKey, KeyExtractor, Observation};
 use crate::ids::{ConnectorId, CustomerId};
 
 /// An order as the hub stores it.
+#[derive(Clone)]
 pub struct OrderWrite<'a> {
     pub connector: &'a str,
     pub external_id: &'a str,
@@ -24,6 +25,15 @@ pub struct OrderWrite<'a> {
     pub lines: Value,
     pub placed_at: Option<DateTime<Utc>>,
     pub updated_at: Option<DateTime<Utc>>,
+}
+
+/// A timeline event to append.
+pub struct TimelineEvent {
+    pub customer: CustomerId,
+    pub kind: String,
+    pub source: String,
+    pub at: DateTime<Utc>,
+    pub properties: Value,
 }
 
 impl Store {
@@ -114,6 +124,83 @@ impl Store {
         })
         .exec_without_returning(&tx.txn)
         .await?;
+        Ok(())
+    }
+
+    /// The stored orders among `keys` (connector, external id), for a batch of order
+    /// records to be folded in memory with the same rules as [`Store::upsert_order`].
+    pub async fn orders_by_source(&self, tx: &WriteTx, keys: &[(&str, &str)]) -> StoreResult<Vec<order::Model>> {
+        let mut by_connector: std::collections::BTreeMap<&str, Vec<&str>> = Default::default();
+        for (c, e) in keys {
+            by_connector.entry(c).or_default().push(e);
+        }
+        let mut out = Vec::new();
+        for (connector, ids) in by_connector {
+            for chunk in ids.chunks(500) {
+                out.extend(
+                    order::Entity::find()
+                        .filter(order::Column::ConnectorId.eq(connector))
+                        .filter(order::Column::ExternalId.is_in(chunk.iter().copied()))
+                        .all(&tx.txn)
+                        .await?,
+                );
+            }
+        }
+        Ok(out)
+    }
+
+    /// Write orders folded in memory: `new` ones inserted (several rows per statement),
+    /// `changed` stored ones updated by primary key.
+    pub async fn write_orders(
+        &self,
+        tx: &WriteTx,
+        new: Vec<order::Model>,
+        changed: Vec<order::Model>,
+    ) -> StoreResult<()> {
+        let mut new = new.into_iter().map(order::ActiveModel::from).peekable();
+        while new.peek().is_some() {
+            let chunk: Vec<order::ActiveModel> = new.by_ref().take(500).collect();
+            order::Entity::insert_many(chunk).exec_without_returning(&tx.txn).await?;
+        }
+        for row in changed {
+            let mut m: order::ActiveModel = row.into();
+            // Every column but the key and created_at may have moved.
+            for col in [
+                order::Column::CustomerId,
+                order::Column::Status,
+                order::Column::Currency,
+                order::Column::TotalMinor,
+                order::Column::Lines,
+                order::Column::PlacedAt,
+                order::Column::SourceUpdatedAt,
+                order::Column::UpdatedAt,
+            ] {
+                sea_orm::ActiveModelTrait::reset(&mut m, col);
+            }
+            order::Entity::update(m).exec(&tx.txn).await?;
+        }
+        Ok(())
+    }
+
+    /// Append timeline events inside `tx` (several rows per statement), in order.
+    pub async fn append_events(&self, tx: &WriteTx, events: Vec<TimelineEvent>) -> StoreResult<()> {
+        let at = now();
+        let mut rows = events
+            .into_iter()
+            .map(|e| event::ActiveModel {
+                id: Set(Uuid::now_v7()),
+                customer_id: Set(e.customer.0),
+                kind: Set(e.kind),
+                source: Set(e.source),
+                occurred_at: Set(e.at.trunc_subsecs(6)),
+                properties: Set(e.properties),
+                created_at: Set(at),
+            })
+            .peekable();
+        while rows.peek().is_some() {
+            let chunk: Vec<event::ActiveModel> = rows.by_ref().take(500).collect();
+            event::Entity::insert_many(chunk).exec_without_returning(&tx.txn).await?;
+        }
         Ok(())
     }
 

@@ -735,3 +735,192 @@ async fn a_batch_commits_good_events_and_leaves_failed_or_stolen_ones_alone(app:
     process(&app.state, &live, &current).await.unwrap();
     assert_eq!(count(&app, "SELECT COUNT(*) AS n FROM source_records").await, 5);
 }
+
+mod batch_equals_one_by_one {
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn sqlite() {
+        super::batch_equals_one_by_one(crate::helpers::Backend::Sqlite).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn postgres() {
+        super::batch_equals_one_by_one(crate::helpers::Backend::Postgres).await;
+    }
+}
+
+/// The deliveries of [`batch_equals_one_by_one`], in the order they are applied: orders
+/// attaching to customers, orders updated out of order (an older version must not win), a
+/// merge that absorbs the customer of earlier events of the same batch (with their orders and
+/// events), an erasure in the middle (privacy events are applied on their own) and a segment
+/// after it that the bulk path applies.
+fn batch_deliveries() -> Vec<(&'static str, Value)> {
+    let order_fixture: Value = serde_json::from_str(include_str!(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/connectors/src/shopify/fixtures/orders_create.json"
+    )))
+    .unwrap();
+    let order = |id: u64, email: Option<&str>, phone: Option<&str>, updated: &str, status: &str| {
+        let mut o = order_fixture.clone();
+        o["id"] = json!(id);
+        o["name"] = json!(format!("#{id}"));
+        o["email"] = json!(email);
+        o["contact_email"] = json!(email);
+        o["phone"] = json!(phone);
+        o["updated_at"] = json!(updated);
+        o["financial_status"] = json!(status);
+        // No customer object: the order's person is its email and phone only, so it can
+        // attach to, or merge, customers known by either.
+        o.as_object_mut().unwrap().remove("customer");
+        for a in ["billing_address", "shipping_address"] {
+            if let Some(addr) = o.get_mut(a) {
+                addr["phone"] = json!(phone);
+                addr["first_name"] = json!("Ann");
+                addr["last_name"] = json!("Lee");
+            }
+        }
+        o
+    };
+    let customer = |id: u64, email: Option<&str>, phone: Option<&str>, name: &str| json!({"id": id, "email": email, "phone": phone, "first_name": name, "last_name": "Lee", "updated_at": "2025-01-01T00:00:00Z"});
+    vec![
+        ("customers/create", customer(101, Some("ann@acme.io"), None, "Ann")),
+        ("orders/create", order(9001, Some("ann@acme.io"), None, "2025-02-02T00:00:00Z", "paid")),
+        ("orders/updated", order(9001, Some("ann@acme.io"), None, "2025-02-01T00:00:00Z", "pending")),
+        ("orders/create", order(9002, None, Some("+16178670100"), "2025-02-03T00:00:00Z", "paid")),
+        ("orders/updated", order(9002, None, Some("+16178670100"), "2025-02-04T00:00:00Z", "fulfilled")),
+        // Email and phone together: merges the two customers above, in the same batch.
+        ("orders/create", order(9005, Some("ann@acme.io"), Some("+16178670100"), "2025-02-05T00:00:00Z", "paid")),
+        ("orders/updated", order(9001, Some("ann@acme.io"), None, "2025-02-06T00:00:00Z", "refunded")),
+        ("customers/create", customer(104, Some("zed@acme.io"), None, "Zed")),
+        (
+            "customers/redact",
+            json!({"id": 2, "shop_id": 9, "shop_domain": "s.myshopify.com", "customer": {"id": 104, "email": "zed@acme.io"}, "orders_to_redact": []}),
+        ),
+        // After the erasure, a segment applied on the bulk path.
+        ("customers/create", customer(105, Some("kim@acme.io"), None, "Kim")),
+        ("orders/create", order(9003, Some("kim@acme.io"), None, "2025-02-03T00:00:00Z", "paid")),
+        ("orders/updated", order(9003, Some("kim@acme.io"), None, "2025-02-02T00:00:00Z", "pending")),
+        ("orders/updated", order(9003, Some("kim@acme.io"), None, "2025-02-07T00:00:00Z", "refunded")),
+        ("orders/create", order(9004, Some("lou@acme.io"), None, "2025-02-03T00:00:00Z", "paid")),
+    ]
+}
+
+/// What a user can see of the outcome, independent of generated ids: each customer as its
+/// sorted identities, orders and timeline events by owner, merges.
+async fn outcome_snapshot(app: &TestApp) -> Value {
+    use sea_orm::{ConnectionTrait, Database, Statement};
+    let db = Database::connect(app.database_url.as_str()).await.unwrap();
+    let b = db.get_database_backend();
+    // Ids as text: SQLite stores them as blobs.
+    let id_text = |col: &str| {
+        if app.backend == crate::helpers::Backend::Postgres {
+            format!("CAST({col} AS TEXT)")
+        } else {
+            format!("hex({col})")
+        }
+    };
+    let rows = |sql: &str| {
+        Statement::from_string(
+            b,
+            sql.replace("ID_OF_CUSTOMER", &id_text("customer_id")).replace("ID_OF_C", &id_text("c.id")),
+        )
+    };
+    let mut owner: std::collections::HashMap<String, String> = Default::default();
+    let idents = db
+        .query_all(rows(
+            "SELECT ID_OF_C AS c, i.kind || ':' || i.value AS k FROM customers c \
+             JOIN identities i ON i.customer_id = c.id WHERE c.merged_into IS NULL ORDER BY 2",
+        ))
+        .await
+        .unwrap();
+    let mut by_customer: std::collections::BTreeMap<String, Vec<String>> = Default::default();
+    for r in &idents {
+        by_customer.entry(r.try_get::<String>("", "c").unwrap()).or_default().push(r.try_get("", "k").unwrap());
+    }
+    for (c, keys) in &by_customer {
+        owner.insert(c.clone(), keys.join(","));
+    }
+    let who = |c: String| owner.get(&c).cloned().unwrap_or_else(|| format!("absent {c}"));
+    let mut orders: Vec<String> = Vec::new();
+    for r in db.query_all(rows("SELECT ID_OF_CUSTOMER AS c, external_id AS e, status AS s FROM orders")).await.unwrap()
+    {
+        let s: Option<String> = r.try_get("", "s").unwrap();
+        orders.push(format!("{} {:?} {}", r.try_get::<String>("", "e").unwrap(), s, who(r.try_get("", "c").unwrap())));
+    }
+    orders.sort();
+    let mut events: Vec<String> = Vec::new();
+    for r in db.query_all(rows("SELECT ID_OF_CUSTOMER AS c, kind AS k FROM events")).await.unwrap() {
+        events.push(format!("{} {}", r.try_get::<String>("", "k").unwrap(), who(r.try_get("", "c").unwrap())));
+    }
+    events.sort();
+    let one = |sql: &'static str| {
+        let db = &db;
+        async move { db.query_one(rows(sql)).await.unwrap().unwrap().try_get::<i64>("", "n").unwrap() }
+    };
+    let snapshot = json!({
+        "customers": by_customer.values().map(|k| k.join(",")).collect::<std::collections::BTreeSet<_>>(),
+        "orders": orders,
+        "events": events,
+        "merges": one("SELECT COUNT(*) AS n FROM merges").await,
+        "source_records": one("SELECT COUNT(*) AS n FROM source_records").await,
+        "processed": one("SELECT COUNT(*) AS n FROM inbox WHERE status = 'processed'").await,
+    });
+    db.close().await.ok();
+    snapshot
+}
+
+/// Store the deliveries in `app` (workers off) and lease them, in delivery order.
+async fn leased_deliveries(
+    app: &TestApp,
+) -> Vec<(std::sync::Arc<junction::ingest::runtime::LiveConnector>, junction::store::entities::inbox::Model)> {
+    let all = platforms();
+    let shopify = &all[0];
+    let id = create_connector(app, shopify.kind, "shop", &shopify.secrets, &shopify.config).await;
+    let deliveries = batch_deliveries();
+    for (n, (topic, body)) in deliveries.iter().enumerate() {
+        let mut req = sign(shopify, &id, &shopify.secrets, body.to_string().as_bytes(), Utc::now()).await;
+        req.headers.retain(|(k, _)| k != "x-shopify-topic" && k != "x-shopify-event-id");
+        req.headers.push(("x-shopify-topic".into(), (*topic).into()));
+        req.headers.push(("x-shopify-event-id".into(), format!("{n:03}")));
+        let req = resign_shopify(req, &shopify.secrets);
+        assert_eq!(send(app, &req).await.status(), 200, "{topic}");
+    }
+    let mut rows = app.state.store.lease_inbox(64, Duration::seconds(60)).await.unwrap();
+    assert_eq!(rows.len(), deliveries.len());
+    rows.sort_by(|a, b| a.event_id.cmp(&b.event_id));
+    let cid = junction::ids::ConnectorId::parse(&id).unwrap();
+    let live = app.state.connectors.get(&app.state.store, &app.state.cipher, cid).await.unwrap().unwrap();
+    rows.into_iter().map(|r| (live.clone(), r)).collect()
+}
+
+/// Events applied together in one batch (bulk identity resolution, orders folded in memory,
+/// multi-row writes; a segment whose merge absorbs an earlier event's customer is rolled back
+/// and applied one by one) end exactly as the same events applied one at a time.
+async fn batch_equals_one_by_one(backend: crate::helpers::Backend) {
+    use junction::ingest::pipeline::{process, process_batch, BatchOutcome};
+    let no_workers = |c: &mut junction::config::Config| c.ingest.workers = 0;
+    let Some(single) = crate::helpers::spawn_app_with(backend, no_workers).await else {
+        eprintln!("SKIPPED(postgres): JUNCTION_TEST_DATABASE_URL is not set");
+        return;
+    };
+    let batched = crate::helpers::spawn_app_with(backend, no_workers).await.unwrap();
+
+    for (live, row) in leased_deliveries(&single).await {
+        process(&single.state, &live, &row).await.unwrap();
+    }
+    let items = leased_deliveries(&batched).await;
+    let outcomes = process_batch(&batched.state, &items, std::time::Duration::from_secs(30)).await;
+    assert_eq!(outcomes.len(), items.len());
+    assert!(outcomes.iter().all(|o| matches!(o, BatchOutcome::Applied(_))), "{outcomes:?}");
+
+    let expected = outcome_snapshot(&single).await;
+    let got = outcome_snapshot(&batched).await;
+    assert_eq!(got, expected);
+    // What the sequence means, so the comparison cannot pass on two empty stores.
+    assert_eq!(expected["merges"], 1, "{expected}");
+    assert_eq!(expected["processed"], 14);
+    let orders = expected["orders"].as_array().unwrap();
+    for newest in ["9001 Some(\"refunded\")", "9002 Some(\"fulfilled\")", "9003 Some(\"refunded\")"] {
+        assert!(orders.iter().any(|o| o.as_str().unwrap().starts_with(newest)), "{newest}: {expected}");
+    }
+    assert!(!expected.to_string().contains("zed@acme.io"), "the erased person is gone: {expected}");
+}
