@@ -134,7 +134,11 @@ impl Store {
         if writer.is_some() {
             spawn_checkpointer(db.clone());
         }
-        Ok(Self { db, writer, queries, survivorship: Arc::default() })
+        let store = Self { db, writer, queries, survivorship: Arc::default() };
+        if store.is_postgres() {
+            spawn_statistics_keeper(store.clone());
+        }
+        Ok(store)
     }
 
     /// Use this survivorship policy for golden records.
@@ -207,6 +211,31 @@ impl Store {
         Ok(())
     }
 
+    /// PostgreSQL: `ANALYZE` every table whose rows changed by more than autovacuum's own
+    /// threshold (50 rows + 10%) since it was last analysed; returns their names. Autovacuum
+    /// normally does this; on a server where it is off, the planner would keep the
+    /// statistics of empty tables and scan what it should look up.
+    pub async fn analyze_stale_tables(&self) -> StoreResult<Vec<String>> {
+        if !self.is_postgres() {
+            return Ok(vec![]);
+        }
+        let rows = self
+            .db
+            .query_all(Statement::from_string(
+                DatabaseBackend::Postgres,
+                "SELECT quote_ident(relname) AS t FROM pg_stat_user_tables \
+                 WHERE schemaname = current_schema() AND n_mod_since_analyze > 50 + 0.1 * n_live_tup",
+            ))
+            .await?;
+        let mut done = Vec::new();
+        for r in rows {
+            let table: String = r.try_get("", "t")?;
+            self.db.execute_unprepared(&format!("ANALYZE {table}")).await?;
+            done.push(table);
+        }
+        Ok(done)
+    }
+
     /// Pool gauges for /metrics.
     pub fn pool_stats(&self) -> (u32, usize) {
         match self.backend() {
@@ -267,6 +296,25 @@ fn spawn_checkpointer(db: DatabaseConnection) {
                 if let Err(e) = db.execute_unprepared("PRAGMA wal_checkpoint(RESTART)").await {
                     tracing::debug!(error = %e, "WAL restart skipped");
                 }
+            }
+        }
+    });
+}
+
+/// Every 30 s, [`Store::analyze_stale_tables`] (PostgreSQL). The task ends when the pool
+/// is closed.
+fn spawn_statistics_keeper(store: Store) {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(30));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        tick.tick().await;
+        loop {
+            tick.tick().await;
+            if store.db.get_postgres_connection_pool().is_closed() {
+                return;
+            }
+            if let Err(e) = store.analyze_stale_tables().await {
+                tracing::debug!(error = %e, "statistics refresh skipped");
             }
         }
     });

@@ -18,6 +18,7 @@ both_backends!(
     arrival_order_does_not_change_the_partition,
     concurrent_overlapping_ingestion_gives_one_customer_per_person,
     bulk_ingestion_equals_one_record_at_a_time,
+    stale_statistics_are_refreshed,
 );
 
 const CUSTOMER: &str = "id fullName email phone traits tags identities { kind value namespace status setAsideReason } events { edges { node { type } } }";
@@ -522,4 +523,44 @@ fn dedupe_evaluate_agrees_with_pairwise_py() {
         }
         _ => eprintln!("SKIPPED(pairwise.py): python3 or {script} not available"),
     }
+}
+
+/// PostgreSQL: tables that changed since their statistics were taken are analysed (the
+/// server's keeper runs this every 30 s); afterwards none is stale. SQLite has nothing to do.
+async fn stale_statistics_are_refreshed(app: TestApp) {
+    let store = &app.state.store;
+    let items: Vec<junction::store::BulkItem> = (0..200)
+        .map(|i| {
+            let mail = format!("stats{i}@acme.io");
+            let o = obs(&format!("stats-{i}"), "Stat", &[(IdentityKind::Email, &mail)]);
+            junction::store::BulkItem::new(&app.state.extractor, o, None)
+        })
+        .collect();
+    store.ingest_bulk(&app.state.extractor, &items).await.expect("ingest");
+    let analysed = store.analyze_stale_tables().await.expect("analyze");
+    if !store.is_postgres() {
+        assert!(analysed.is_empty());
+        return;
+    }
+    // The server's counters of changed rows are flushed by each backend within ~10 s.
+    let db = sea_orm::Database::connect(app.database_url.clone()).await.expect("connect");
+    use sea_orm::ConnectionTrait;
+    let mut ran = analysed;
+    for _ in 0..40 {
+        let row = db
+            .query_one(sea_orm::Statement::from_string(
+                sea_orm::DatabaseBackend::Postgres,
+                "SELECT COALESCE(last_analyze, last_autoanalyze) IS NOT NULL AS done FROM pg_stat_user_tables \
+                 WHERE relname = 'identities' AND schemaname = current_schema()",
+            ))
+            .await
+            .expect("query")
+            .expect("identities is a user table");
+        if row.try_get::<bool>("", "done").expect("done") {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+        ran.extend(store.analyze_stale_tables().await.expect("analyze"));
+    }
+    panic!("identities was never analysed; analysed: {ran:?}");
 }
