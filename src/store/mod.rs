@@ -131,8 +131,8 @@ impl Store {
             metrics::histogram!("junction_db_query_seconds").record(info.elapsed.as_secs_f64());
         });
         let writer = matches!(db.get_database_backend(), DatabaseBackend::Sqlite).then(|| Arc::new(Mutex::new(())));
-        if writer.is_some() {
-            spawn_checkpointer(db.clone());
+        if let Some(w) = &writer {
+            spawn_checkpointer(db.clone(), w.clone());
         }
         let store = Self { db, writer, queries, survivorship: Arc::default() };
         if store.is_postgres() {
@@ -271,9 +271,12 @@ impl Store {
 /// the WAL grows without bound — 2.3 GB two minutes into a 1M-record import, every page
 /// write extending the file. So once the WAL holds more than [`WAL_RESTART_FRAMES`], the
 /// checkpoint is a `RESTART`: it waits for the current writer to commit, then makes the
-/// next one write from the start of the file again.
+/// next one write from the start of the file again. It holds the process's writer lock
+/// while it does: a `RESTART` waits for readers with the write lock taken, so a writer that
+/// had already read in its transaction would be refused with "database is locked" instead
+/// of waiting.
 /// The task ends when the pool is closed.
-fn spawn_checkpointer(db: DatabaseConnection) {
+fn spawn_checkpointer(db: DatabaseConnection, writer: Arc<Mutex<()>>) {
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(Duration::from_millis(250));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -293,6 +296,7 @@ fn spawn_checkpointer(db: DatabaseConnection) {
                 }
             };
             if frames > WAL_RESTART_FRAMES {
+                let _writing = writer.lock().await;
                 if let Err(e) = db.execute_unprepared("PRAGMA wal_checkpoint(RESTART)").await {
                     tracing::debug!(error = %e, "WAL restart skipped");
                 }
