@@ -66,6 +66,15 @@ struct Pending {
     history: HashMap<CustomerId, Vec<Observation>>,
 }
 
+/// Customers created in the batch and not written yet, for [`Store::upsert_golden`]:
+/// their creation times and the pending identity rows (oldest first), which hold every
+/// identity they have.
+#[derive(Clone, Copy)]
+struct Unwritten<'a> {
+    created: &'a BTreeMap<CustomerId, DateTime<Utc>>,
+    identities: &'a [identity::Model],
+}
+
 /// The customers met so far in the batch, as the rules see them.
 #[derive(Default)]
 struct Known {
@@ -150,7 +159,6 @@ impl Store {
         let at = now();
         let started = std::time::Instant::now();
         let mut merges = 0usize;
-        let (mut merging, mut writing) = (std::time::Duration::ZERO, std::time::Duration::ZERO);
         let mut all_keys: Vec<&IdentityKey> =
             items.iter().flat_map(|i| i.extracted.keys.iter().map(|k| &k.key)).collect();
         all_keys.sort_unstable();
@@ -222,13 +230,10 @@ impl Store {
                 Target::Merge { survivor, absorbed } => {
                     // Absorb on written state, then carry on as an attach to the survivor.
                     merges += 1;
-                    let t = std::time::Instant::now();
                     self.write_rows(txn, &mut pending, at).await?;
-                    writing += t.elapsed();
-                    let t = std::time::Instant::now();
                     let early: Vec<CustomerId> =
                         absorbed.iter().filter(|a| pending.touched.remove(*a)).copied().collect();
-                    self.upsert_golden(txn, &early, &pending.history, &BTreeMap::new(), None, at).await?;
+                    self.upsert_golden(txn, &early, &pending.history, None, at).await?;
                     let evidence = serde_json::to_value(&plan.evidence).unwrap_or(Value::Null);
                     for a in &absorbed {
                         self.absorb(txn, survivor, *a, "shared_identifier", evidence.clone(), "system", None, at)
@@ -241,7 +246,6 @@ impl Store {
                         known.index(view);
                     }
                     pending.history.insert(survivor, self.source_observations(txn, survivor).await?);
-                    merging += t.elapsed();
                     (survivor, false, absorbed)
                 }
             };
@@ -288,8 +292,6 @@ impl Store {
         tracing::debug!(
             records = items.len(),
             merges,
-            merge_ms = merging.as_millis() as u64,
-            write_ms = writing.as_millis() as u64,
             resolve_ms = resolved_in.as_millis() as u64,
             lookup_ms = looked_up_in.as_millis() as u64,
             total_ms = started.elapsed().as_millis() as u64,
@@ -419,7 +421,7 @@ impl Store {
         self.write_rows(txn, pending, at).await?;
         let touched: Vec<CustomerId> = std::mem::take(&mut pending.touched).into_iter().collect();
         for chunk in slices_of(&touched, rows_per_statement(11)) {
-            self.upsert_golden(txn, chunk, &pending.history, &BTreeMap::new(), None, at).await?;
+            self.upsert_golden(txn, chunk, &pending.history, None, at).await?;
         }
         Ok(())
     }
@@ -433,17 +435,23 @@ impl Store {
             touched: std::mem::take(&mut pending.touched),
             ..Default::default()
         };
-        let mut p = std::mem::replace(pending, p);
+        let p = std::mem::replace(pending, p);
         // New customers first (identities refer to them), golden fields included; their
         // primary email and phone come from their identities, all of them still pending.
         let new: Vec<CustomerId> = p.created.keys().copied().collect();
         for chunk in slices_of(&new, rows_per_statement(11)) {
-            self.upsert_golden(txn, chunk, &pending.history, &p.created, Some(&p.identities), at).await?;
+            self.upsert_golden(
+                txn,
+                chunk,
+                &pending.history,
+                Some(Unwritten { created: &p.created, identities: &p.identities }),
+                at,
+            )
+            .await?;
         }
         for id in &new {
             pending.touched.remove(id);
         }
-        p.created.clear();
         let (active, aside): (Vec<identity::Model>, Vec<identity::Model>) =
             p.identities.into_iter().partition(|i| i.status == "active");
         insert_identities(txn, active.into_iter().map(Into::into).collect(), true).await?;
@@ -454,39 +462,39 @@ impl Store {
     }
 
     /// Write the golden records of `ids`, computed from their complete `history`, with one
-    /// upsert for all: customers in `created` are inserted with that creation time, the
-    /// others updated. Primary email and phone are the most recent active identities, read
-    /// from the database, or from `fresh` (identity rows not written yet, oldest first) when
-    /// every identity of `ids` is there.
+    /// upsert for all. Existing customers are updated; their primary email and phone (the
+    /// most recent active identities) are read from the database; customers not written yet
+    /// are inserted, with what `new` holds about them.
     async fn upsert_golden(
         &self,
         txn: &DatabaseTransaction,
         ids: &[CustomerId],
         history: &HashMap<CustomerId, Vec<Observation>>,
-        created: &BTreeMap<CustomerId, DateTime<Utc>>,
-        fresh: Option<&[identity::Model]>,
+        new: Option<Unwritten<'_>>,
         at: DateTime<Utc>,
     ) -> StoreResult<()> {
         use sea_orm::{ColumnTrait, QueryFilter, QueryOrder};
         if ids.is_empty() {
             return Ok(());
         }
-        let idents: Vec<identity::Model> = match fresh {
-            // Newest first, as the query below orders them (all pending rows share `at`).
-            Some(rows) => rows.iter().rev().filter(|i| i.status == "active").cloned().collect(),
+        let read: Vec<identity::Model>;
+        // Newest first, as the query orders them (all pending rows share `at`).
+        let newest_first: Vec<&identity::Model> = match new {
+            Some(u) => u.identities.iter().rev().filter(|i| i.status == "active").collect(),
             None => {
                 let raw: Vec<Uuid> = ids.iter().map(|c| c.0).collect();
-                identity::Entity::find()
+                read = identity::Entity::find()
                     .filter(identity::Column::CustomerId.is_in(padded_in(&raw, 256).concat()))
                     .filter(identity::Column::Status.eq("active"))
                     .order_by_desc(identity::Column::LastSeen)
                     .order_by_desc(identity::Column::Id)
                     .all(txn)
-                    .await?
+                    .await?;
+                read.iter().collect()
             }
         };
         let mut primaries: HashMap<(Uuid, &str), String> = HashMap::new();
-        for i in &idents {
+        for i in newest_first {
             let kind = i.kind.as_str();
             if kind != IdentityKind::Email.as_str() && kind != IdentityKind::Phone.as_str() {
                 continue;
@@ -499,6 +507,7 @@ impl Store {
                 }
             });
         }
+        let created = new.map(|u| u.created);
 
         // An upsert on the primary key rather than UPDATE … FROM (VALUES …): SQLite may plan
         // the latter as a scan of every customer.
@@ -525,7 +534,7 @@ impl Store {
             // Version and creation time count only for a new row: a recompute after creation
             // leaves a new customer at version 1.
             values.push(1i64.into());
-            values.push(created.get(id).copied().unwrap_or(at).into());
+            values.push(created.and_then(|c| c.get(id)).copied().unwrap_or(at).into());
             values.push(at.into());
             tags.extend(golden.tags.iter().map(|t| customer_tag::ActiveModel {
                 customer_id: Set(id.0),

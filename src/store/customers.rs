@@ -360,13 +360,7 @@ impl Store {
         txn: &DatabaseTransaction,
         id: CustomerId,
     ) -> StoreResult<Vec<Observation>> {
-        let rows = source_record::Entity::find()
-            .filter(source_record::Column::CustomerId.eq(id.0))
-            .order_by_asc(source_record::Column::ReceivedAt)
-            .order_by_asc(source_record::Column::Id)
-            .all(txn)
-            .await?;
-        Ok(rows.into_iter().filter_map(|r| serde_json::from_value(r.payload).ok()).collect())
+        Ok(self.source_observations_of(txn, &[id.0]).await?.remove(&id).unwrap_or_default())
     }
 
     /// [`Store::source_observations`] of many customers at once.

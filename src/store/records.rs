@@ -10,6 +10,7 @@ use uuid::Uuid;
 
 use super::customers::now;
 use super::entities::{customer, event, identity, order, source_record};
+use super::rows::insert_rows;
 use super::{IngestOutcome, Store, StoreResult, WriteTx};
 use crate::identity::{IdentityKey, KeyExtractor, Observation};
 use crate::ids::{ConnectorId, CustomerId};
@@ -157,11 +158,7 @@ impl Store {
         new: Vec<order::Model>,
         changed: Vec<order::Model>,
     ) -> StoreResult<()> {
-        let mut new = new.into_iter().map(order::ActiveModel::from).peekable();
-        while new.peek().is_some() {
-            let chunk: Vec<order::ActiveModel> = new.by_ref().take(500).collect();
-            order::Entity::insert_many(chunk).exec_without_returning(&tx.txn).await?;
-        }
+        insert_rows(&tx.txn, new.into_iter().map(order::ActiveModel::from).collect(), "").await?;
         for row in changed {
             let mut m: order::ActiveModel = row.into();
             // Every column but the key and created_at may have moved.
@@ -185,7 +182,7 @@ impl Store {
     /// Append timeline events inside `tx` (several rows per statement), in order.
     pub async fn append_events(&self, tx: &WriteTx, events: Vec<TimelineEvent>) -> StoreResult<()> {
         let at = now();
-        let mut rows = events
+        let rows: Vec<event::ActiveModel> = events
             .into_iter()
             .map(|e| event::ActiveModel {
                 id: Set(Uuid::now_v7()),
@@ -196,12 +193,8 @@ impl Store {
                 properties: Set(e.properties),
                 created_at: Set(at),
             })
-            .peekable();
-        while rows.peek().is_some() {
-            let chunk: Vec<event::ActiveModel> = rows.by_ref().take(500).collect();
-            event::Entity::insert_many(chunk).exec_without_returning(&tx.txn).await?;
-        }
-        Ok(())
+            .collect();
+        insert_rows(&tx.txn, rows, "").await
     }
 
     /// The live customers holding any of `keys`.
