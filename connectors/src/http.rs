@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use rand::Rng;
 
-use crate::pull::{HostPolicy, HttpRequest, HttpResponse, Method, PullError, Puller, RateQuota};
+use crate::pull::{Endpoint, HostPolicy, HttpRequest, HttpResponse, Method, PullError, RateQuota};
 
 /// How the client retries and protects itself.
 #[derive(Debug, Clone)]
@@ -202,8 +202,12 @@ impl PullClient {
         Duration::from_millis(rand::rng().random_range(ms / 2..=ms.max(1)))
     }
 
-    /// Send `req` for `puller`, waiting for the limiter, retrying what may succeed later.
-    pub async fn send(&self, puller: &dyn Puller, req: &HttpRequest) -> Result<(HttpResponse, SendStats), PullError> {
+    /// Send `req` to `puller`'s API, waiting for the limiter, retrying what may succeed later.
+    pub async fn send<E: Endpoint + ?Sized>(
+        &self,
+        puller: &E,
+        req: &HttpRequest,
+    ) -> Result<(HttpResponse, SendStats), PullError> {
         let url = self.check_host(&puller.hosts(), &req.url)?;
         let mut stats = SendStats::default();
         let mut last: String;
@@ -338,7 +342,7 @@ mod tests {
     use wiremock::{Mock, MockServer, Request, Respond, ResponseTemplate};
 
     use super::*;
-    use crate::pull::{PullPosition, PullSettings, PulledPage};
+    use crate::pull::{PullPosition, PullSettings, PulledPage, Puller};
     use crate::ConnectorKind;
 
     struct Echo {

@@ -14,7 +14,7 @@
 //! | `stripe` | `signing_secret` | `tolerance_secs` | `event.id` |
 //! | `square` | `signature_key` | — | `event_id` |
 //! | `typeform` | `secret` | — | `event_id`, else `form_response.token` |
-//! | `jotform` | `url_token` | — | `submissionID` |
+//! | `jotform` | `url_token`, optional `api_key` | `refetch`, `api_base` | `submissionID` |
 //! | `twilio` | `auth_token` | — | `MessageSid` (`:status` for callbacks) |
 //! | `whatsapp` | `app_secret`, `verify_token` | — | the message id, or `id:status` |
 //! | `slack` | `signing_secret` | `tolerance_secs` | `event_id` |
@@ -35,6 +35,7 @@ pub mod http;
 pub(crate) mod payload;
 pub mod pull;
 pub mod record;
+pub mod refetch;
 pub mod registry;
 pub mod signature;
 #[cfg(test)]
@@ -57,6 +58,7 @@ pub mod woocommerce;
 
 pub use pull::{PullError, Puller};
 pub use record::*;
+pub use refetch::{Refetch, RefetchError};
 pub use registry::{build, build_puller, ConnectorKind, KindDescriptor, UnknownKind};
 
 use chrono::{DateTime, Utc};
@@ -270,4 +272,11 @@ pub trait Connector: Send + Sync {
     /// Turn a stored, verified event into normalised records. An event the hub need not
     /// act on (an unknown topic) yields an empty vector, not an error.
     fn parse(&self, event: &StoredEvent) -> Result<Vec<Record>, ParseError>;
+
+    /// When set up to, the API read that replaces [`Connector::parse`]: the hub fetches the
+    /// event's subject from the platform and applies what [`Refetch::parse`] makes of the
+    /// answer (see [`refetch`]). `None` (the default): the delivery is applied as sent.
+    fn refetch(&self) -> Option<&dyn Refetch> {
+        None
+    }
 }

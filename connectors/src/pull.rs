@@ -373,6 +373,38 @@ pub(crate) fn pull_schema(platform: Value) -> Value {
     serde_json::json!({"type": "object", "properties": props, "additionalProperties": false})
 }
 
+/// What the HTTP client must know of a platform API besides the request: where requests
+/// may go and how the platform signals its rate limits. Every [`Puller`] is one; so is a
+/// connector's [`crate::Refetch`].
+pub trait Endpoint: Send + Sync {
+    /// The hosts requests may go to.
+    fn hosts(&self) -> HostPolicy;
+
+    /// Platform rate headers: how long to pause before the next request even though this
+    /// one succeeded (Shopify's bucket nearly full, HubSpot's window used up).
+    fn throttle(&self, _response: &HttpResponse) -> Option<Duration> {
+        None
+    }
+
+    /// A platform-specific rate-limit signal in a non-429 answer (e.g. Twilio's 20429 code,
+    /// Square's `RATE_LIMITED`); the client treats it as a 429.
+    fn is_rate_limited(&self, response: &HttpResponse) -> bool {
+        response.status == 429
+    }
+}
+
+impl<P: Puller + ?Sized> Endpoint for P {
+    fn hosts(&self) -> HostPolicy {
+        Puller::hosts(self)
+    }
+    fn throttle(&self, response: &HttpResponse) -> Option<Duration> {
+        Puller::throttle(self, response)
+    }
+    fn is_rate_limited(&self, response: &HttpResponse) -> bool {
+        Puller::is_rate_limited(self, response)
+    }
+}
+
 /// A platform API to pull from. Pure translation: no I/O, no clock.
 pub trait Puller: Send + Sync {
     /// Which kind this is.

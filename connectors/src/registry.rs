@@ -235,7 +235,7 @@ impl ConnectorKind {
             Self::Stripe => ("Stripe", "payments", stripe::config_schema(), &[stripe::SECRET]),
             Self::Square => ("Square", "pos", square::config_schema(), &[square::SECRET]),
             Self::Typeform => ("Typeform", "forms", typeform::config_schema(), &[typeform::SECRET]),
-            Self::Jotform => ("Jotform", "forms", jotform::config_schema(), &[jotform::SECRET]),
+            Self::Jotform => ("Jotform", "forms", jotform::config_schema(), &jotform::SECRETS),
             Self::Twilio => ("Twilio", "messaging", twilio::config_schema(), &twilio::SECRETS),
             Self::Whatsapp => ("WhatsApp Cloud API", "messaging", whatsapp::config_schema(), &whatsapp::SECRETS),
             Self::Slack => ("Slack", "messaging", slack::config_schema(), &[slack::SECRET]),
@@ -257,6 +257,10 @@ impl ConnectorKind {
             if let Some(props) = config_schema.get_mut("properties").and_then(Value::as_object_mut) {
                 props.insert("pull".into(), pull);
             }
+        }
+        if self == Self::Jotform {
+            // Deliveries can be read back from the API (`config.refetch`).
+            capabilities.push("refetch");
         }
         KindDescriptor { kind: self, display_name, category, capabilities, config_schema, secret_fields }
     }

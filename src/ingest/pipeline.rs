@@ -4,9 +4,10 @@
 //! ([`process_batch`]), each in its own savepoint.
 
 use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
 
 use chrono::{DateTime, SubsecRound, Utc};
-use junction_connectors::{Direction, Record, StoredEvent};
+use junction_connectors::{Direction, PullError, Record, Refetch, RefetchError, StoredEvent};
 use serde_json::{json, Map, Value};
 
 use super::runtime::{region_of, LiveConnector};
@@ -21,10 +22,94 @@ use crate::{AppState, ChangeKind};
 pub enum ProcessError {
     #[error("connector unavailable: {0}")]
     Connector(String),
-    #[error("payload could not be parsed: {0}")]
-    Parse(String),
+    #[error(transparent)]
+    Read(#[from] ReadError),
     #[error("store: {0}")]
     Store(#[from] crate::store::StoreError),
+}
+
+impl ProcessError {
+    /// Retrying cannot change the outcome: the event is dead-lettered at once.
+    pub fn is_permanent(&self) -> bool {
+        matches!(self, Self::Read(ReadError::Unconfirmed(_)))
+    }
+}
+
+/// Why a leased row's records could not be had. Messages carry no payload data.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum ReadError {
+    #[error("payload could not be parsed: {0}")]
+    Parse(String),
+    /// Reading the event back from the platform failed (network, 5xx, credentials);
+    /// a later attempt may succeed.
+    #[error("re-fetch from the platform failed: {0}")]
+    Refetch(String),
+    /// The platform does not confirm the delivery (unknown, deleted, or another subject).
+    #[error("the platform does not confirm this delivery: {0}")]
+    Unconfirmed(String),
+}
+
+/// A leased inbox row, its connector, and its records: parsed from the stored delivery, or
+/// (connectors set up to re-fetch, see [`Leased::read`]) as the platform's API returns them.
+/// Read once per lease, before any write transaction.
+pub struct Leased {
+    pub live: Arc<LiveConnector>,
+    pub row: inbox::Model,
+    records: Result<Vec<Record>, ReadError>,
+}
+
+impl Leased {
+    /// Parse the stored delivery (no I/O): what [`Connector::parse`] makes of it.
+    ///
+    /// [`Connector::parse`]: junction_connectors::Connector::parse
+    pub fn parsed(live: Arc<LiveConnector>, row: inbox::Model) -> Self {
+        let records = live.connector.parse(&stored_event(&row)).map_err(|e| ReadError::Parse(e.to_string()));
+        Self { live, row, records }
+    }
+
+    /// The row's records: re-fetched from the platform when its connector is set up to
+    /// (the delivery is then only a notice), else parsed.
+    pub async fn read(state: &AppState, live: Arc<LiveConnector>, row: inbox::Model) -> Self {
+        let Some(refetch) = live.connector.refetch() else {
+            return Self::parsed(live, row);
+        };
+        let records = refetched(state, &live, refetch, &stored_event(&row)).await;
+        Self { live, row, records }
+    }
+
+    fn records(&self) -> Result<Vec<Record>, ReadError> {
+        self.records.clone()
+    }
+}
+
+/// Ask the platform for the event's subject, through the connector's pull client (host
+/// policy, rate limit, retries of transient failures).
+async fn refetched(
+    state: &AppState,
+    live: &LiveConnector,
+    refetch: &dyn Refetch,
+    event: &StoredEvent,
+) -> Result<Vec<Record>, ReadError> {
+    let request = refetch.request(event).map_err(refetch_error)?;
+    let id = ConnectorId(live.row.id);
+    let client = state
+        .sync
+        .client(id, refetch.quota(), &live.row.updated_at.to_rfc3339())
+        .map_err(|e| ReadError::Refetch(e.to_string()))?;
+    match client.send(refetch, &request).await {
+        Ok((response, _)) => refetch.parse(event, &response).map_err(refetch_error),
+        Err(PullError::Status { status: 404 | 410, detail }) => {
+            Err(ReadError::Unconfirmed(format!("the platform answered 404/410: {detail}")))
+        }
+        Err(e) => Err(ReadError::Refetch(e.to_string())),
+    }
+}
+
+fn refetch_error(e: RefetchError) -> ReadError {
+    match e {
+        RefetchError::Unconfirmed(why) | RefetchError::Unaddressable(why) => ReadError::Unconfirmed(why),
+        RefetchError::Parse(e) => ReadError::Refetch(e.to_string()),
+    }
 }
 
 fn stored_event(row: &inbox::Model) -> StoredEvent {
@@ -42,10 +127,16 @@ fn stored_event(row: &inbox::Model) -> StoredEvent {
 /// together; on error nothing of it is kept.
 pub async fn process(
     state: &AppState,
-    live: &LiveConnector,
+    live: &Arc<LiveConnector>,
     row: &inbox::Model,
 ) -> Result<Vec<(CustomerId, ChangeKind)>, ProcessError> {
-    let records = live.connector.parse(&stored_event(row)).map_err(|e| ProcessError::Parse(e.to_string()))?;
+    process_leased(state, &Leased::parsed(live.clone(), row.clone())).await
+}
+
+/// [`process`] with the row's records already read.
+pub async fn process_leased(state: &AppState, leased: &Leased) -> Result<Vec<(CustomerId, ChangeKind)>, ProcessError> {
+    let (live, row) = (&leased.live, &leased.row);
+    let records = leased.records()?;
     let tx = state.store.write().await?;
     let changes = apply_records(state, &tx, &live.row, records, row.received_at, Some(InboxId(row.id))).await?;
     state.store.complete_inbox(&tx, InboxId(row.id), row.leased_until).await?;
@@ -74,8 +165,9 @@ enum Prepared<'a> {
     Own,
 }
 
-fn prepare<'a>(state: &AppState, live: &'a LiveConnector, row: &'a inbox::Model) -> Prepared<'a> {
-    let Ok(records) = live.connector.parse(&stored_event(row)) else {
+fn prepare<'a>(state: &AppState, leased: &'a Leased) -> Prepared<'a> {
+    let (live, row) = (&leased.live, &leased.row);
+    let Ok(records) = leased.records() else {
         return Prepared::Unparsable;
     };
     if !records
@@ -108,21 +200,21 @@ fn prepare<'a>(state: &AppState, live: &'a LiveConnector, row: &'a inbox::Model)
 /// touched.
 pub async fn process_batch(
     state: &AppState,
-    rows: &[(std::sync::Arc<LiveConnector>, inbox::Model)],
+    rows: &[(Arc<LiveConnector>, inbox::Model)],
     budget: std::time::Duration,
 ) -> Vec<BatchOutcome> {
-    process_batch_with(state, rows, budget, usize::MAX).await
+    let leased: Vec<Leased> = rows.iter().map(|(live, row)| Leased::parsed(live.clone(), row.clone())).collect();
+    process_batch_with(state, &leased, budget, usize::MAX).await
 }
 
-/// [`process_batch`] with at most `segment` rows per bulk segment.
+/// [`process_batch`] of rows already read, with at most `segment` rows per bulk segment.
 pub async fn process_batch_with(
     state: &AppState,
-    rows: &[(std::sync::Arc<LiveConnector>, inbox::Model)],
+    rows: &[Leased],
     budget: std::time::Duration,
     segment: usize,
 ) -> Vec<BatchOutcome> {
-    let mut prepared: Vec<Option<Prepared<'_>>> =
-        rows.iter().map(|(live, row)| Some(prepare(state, live, row))).collect();
+    let mut prepared: Vec<Option<Prepared<'_>>> = rows.iter().map(|leased| Some(prepare(state, leased))).collect();
     let started = std::time::Instant::now();
     let Ok(tx) = state.store.write().await else {
         return rows.iter().take(1).map(|_| BatchOutcome::RunAlone).collect();
@@ -136,7 +228,7 @@ pub async fn process_batch_with(
         let k = out.len();
         match prepared[k].take() {
             None | Some(Prepared::Unparsable) => out.push(BatchOutcome::RunAlone),
-            Some(Prepared::Own) => match one_in_savepoint(state, &tx, &rows[k].0, &rows[k].1).await {
+            Some(Prepared::Own) => match one_in_savepoint(state, &tx, &rows[k]).await {
                 Some(o) => out.push(o),
                 None => return all_alone(k + 1),
             },
@@ -165,8 +257,8 @@ pub async fn process_batch_with(
                         if sp.rollback().await.is_err() {
                             return all_alone(k + n);
                         }
-                        for (live, row) in &rows[k..k + n] {
-                            match one_in_savepoint(state, &tx, live, row).await {
+                        for leased in &rows[k..k + n] {
+                            match one_in_savepoint(state, &tx, leased).await {
                                 Some(o) => out.push(o),
                                 None => return all_alone(k + n),
                             }
@@ -185,13 +277,9 @@ pub async fn process_batch_with(
 
 /// Apply one row inside its own savepoint of `tx`, with its `processed` mark. `None` when
 /// the transaction itself became unusable (nothing of the batch may be kept).
-async fn one_in_savepoint(
-    state: &AppState,
-    tx: &WriteTx,
-    live: &LiveConnector,
-    row: &inbox::Model,
-) -> Option<BatchOutcome> {
-    let Ok(records) = live.connector.parse(&stored_event(row)) else {
+async fn one_in_savepoint(state: &AppState, tx: &WriteTx, leased: &Leased) -> Option<BatchOutcome> {
+    let (live, row) = (&leased.live, &leased.row);
+    let Ok(records) = leased.records() else {
         return Some(BatchOutcome::RunAlone);
     };
     let sp = tx.savepoint().await.ok()?;

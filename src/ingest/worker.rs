@@ -10,7 +10,7 @@ use std::time::Duration;
 use rand::Rng;
 use tokio::sync::Notify;
 
-use super::pipeline::{process, process_batch_with, BatchOutcome, ProcessError};
+use super::pipeline::{process_batch_with, process_leased, BatchOutcome, Leased, ProcessError};
 use super::runtime::{LiveConnector, LoadError};
 use crate::ids::{ConnectorId, InboxId};
 use crate::store::entities::inbox;
@@ -101,6 +101,10 @@ pub async fn run_once(state: &AppState, batch: u64) -> Result<usize, crate::stor
             Err(LoadError::Build(e)) => failed(state, &row, &ProcessError::Connector(e.to_string())).await?,
         }
     }
+    // Read each row's records once, before any write transaction: parse, or re-fetch from
+    // the platform (concurrently; the connector's pull client paces the requests).
+    let ready: Vec<Leased> =
+        futures::future::join_all(ready.into_iter().map(|(live, row)| Leased::read(state, live, row))).await;
     let budget = batch_budget(state);
     let segment = segment_rows(state);
     let mut rest = &ready[..];
@@ -117,10 +121,10 @@ pub async fn run_once(state: &AppState, batch: u64) -> Result<usize, crate::stor
         let taken = outcomes.len().max(1);
         let applied = outcomes.iter().filter(|o| matches!(o, BatchOutcome::Applied(_))).count().max(1);
         let per_event = started.elapsed().as_secs_f64() / applied as f64;
-        for ((live, row), outcome) in rest.iter().zip(outcomes) {
+        for (leased, outcome) in rest.iter().zip(outcomes) {
             match outcome {
-                BatchOutcome::Applied(changes) => done(state, live, changes, per_event),
-                BatchOutcome::RunAlone => alone(state, live, row).await?,
+                BatchOutcome::Applied(changes) => done(state, &leased.live, changes, per_event),
+                BatchOutcome::RunAlone => alone(state, leased).await?,
             }
         }
         rest = &rest[taken.min(rest.len())..];
@@ -129,14 +133,14 @@ pub async fn run_once(state: &AppState, batch: u64) -> Result<usize, crate::stor
 }
 
 /// Process one row in its own transaction, recording its failure (retry or dead letter).
-async fn alone(state: &AppState, live: &LiveConnector, row: &inbox::Model) -> Result<(), crate::store::StoreError> {
+async fn alone(state: &AppState, leased: &Leased) -> Result<(), crate::store::StoreError> {
     let started = std::time::Instant::now();
-    match process(state, live, row).await {
+    match process_leased(state, leased).await {
         Ok(changes) => {
-            done(state, live, changes, started.elapsed().as_secs_f64());
+            done(state, &leased.live, changes, started.elapsed().as_secs_f64());
             Ok(())
         }
-        Err(e) => failed(state, row, &e).await,
+        Err(e) => failed(state, &leased.row, &e).await,
     }
 }
 
@@ -150,7 +154,7 @@ fn done(state: &AppState, live: &LiveConnector, changes: Vec<(crate::ids::Custom
 
 async fn failed(state: &AppState, row: &inbox::Model, e: &ProcessError) -> Result<(), crate::store::StoreError> {
     let id = InboxId(row.id);
-    let dead = row.attempts >= state.config.ingest.max_attempts;
+    let dead = row.attempts >= state.config.ingest.max_attempts || e.is_permanent();
     tracing::warn!(inbox_id = %id, connector_id = %ConnectorId(row.connector_id), attempts = row.attempts, dead, error = %e, "inbox event failed");
     metrics::counter!("junction_inbox_failed_total", "dead" => if dead { "true" } else { "false" }).increment(1);
     state.store.fail_inbox(id, row.leased_until, &e.to_string(), dead, backoff(row.attempts)).await

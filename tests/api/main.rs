@@ -9,6 +9,7 @@ mod crash;
 mod customers;
 mod health;
 mod identity;
+mod refetch;
 mod schema;
 mod sync;
 mod webhooks;

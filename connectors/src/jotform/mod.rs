@@ -13,6 +13,13 @@
 //! name (Jotform does not send them): `name`, `email`, `phone`, `address`, `date`, `text`,
 //! `list`, `object`. The submission time is not in the payload: the hub's receipt time is
 //! used.
+//!
+//! **Re-fetch** (`config.refetch = true`, secret `api_key`): since anyone holding the URL can
+//! post, the hub can treat a delivery as a notice only and apply the submission as Jotform's
+//! API returns it (`GET {api_base}/submission/{submissionID}`, see [`api`]). A submission
+//! the API does not know, or that belongs to another form, is never applied. The API's
+//! answer also carries each question's label and control type, so answers are typed from
+//! the form instead of inferred.
 
 use chrono::{DateTime, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
@@ -23,33 +30,57 @@ use crate::registry::object_schema;
 use crate::signature::{ct_eq, KeyRing};
 use crate::testing::{current, SignedRequest};
 use crate::{
-    form, Answer, ConfigError, Connector, ConnectorKind, FormResponseRecord, ParseError, Person, Record, Reply,
-    Secrets, StoredEvent, WebhookError, WebhookOutcome, WebhookRequest,
+    form, Answer, ConfigError, Connector, ConnectorKind, FormResponseRecord, ParseError, Person, Record, Refetch,
+    Reply, Secrets, StoredEvent, WebhookError, WebhookOutcome, WebhookRequest,
 };
+
+pub mod api;
 
 /// The secret holding the URL token.
 pub const SECRET: &str = "url_token";
 const TOKEN_PARAM: &str = "token";
 
-/// Jotform needs no settings beyond its URL token.
+/// Secrets: the URL token, and the API key that re-fetching needs.
+pub const SECRETS: [&str; 2] = [SECRET, api::API_KEY];
+
+/// Jotform settings.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct JotformConfig {}
+pub struct JotformConfig {
+    /// Apply each submission as Jotform's API returns it, not as posted (needs the `api_key`
+    /// secret). Default `false`.
+    #[serde(default)]
+    pub refetch: bool,
+    /// The API to re-fetch from: `https://api.jotform.com` (default), `https://eu-api.jotform.com`
+    /// (EU accounts) or `https://hipaa-api.jotform.com` (HIPAA accounts).
+    #[serde(default)]
+    pub api_base: Option<String>,
+}
 
 /// JSON Schema of [`JotformConfig`].
 pub fn config_schema() -> Value {
-    object_schema("Jotform", serde_json::json!({}), &[])
+    object_schema(
+        "Jotform",
+        serde_json::json!({
+            "refetch": {"type": "boolean", "default": false, "description": "Apply each submission as Jotform's API returns it (GET /submission/{id}), not as posted; needs the api_key secret. Costs one API call per submission."},
+            "api_base": {"type": "string", "format": "uri", "default": api::DEFAULT_BASE, "description": "Jotform API base URL: https://api.jotform.com, https://eu-api.jotform.com or https://hipaa-api.jotform.com."},
+        }),
+        &[],
+    )
 }
 
 /// A Jotform webhook URL.
 #[derive(Debug)]
 pub struct Jotform {
     tokens: KeyRing,
+    api: Option<api::JotformApi>,
 }
 
 impl Jotform {
-    pub fn new(_config: JotformConfig, secrets: &Secrets) -> Result<Self, ConfigError> {
-        Ok(Self { tokens: KeyRing::required(secrets, SECRET)? })
+    pub fn new(config: JotformConfig, secrets: &Secrets) -> Result<Self, ConfigError> {
+        let base = api::base(config.api_base.as_deref())?;
+        let api = if config.refetch { Some(api::JotformApi::new(base, secrets)?) } else { None };
+        Ok(Self { tokens: KeyRing::required(secrets, SECRET)?, api })
     }
 }
 
@@ -79,7 +110,7 @@ impl Connector for Jotform {
             Some(r) => crate::payload::from_json(r.as_bytes())?,
             None => Value::Null,
         };
-        let (person, answers) = answers(&raw);
+        let (person, answers) = answers(posted_questions(&raw));
         Ok(vec![Record::FormResponse(FormResponseRecord {
             form_id,
             response_id,
@@ -88,6 +119,42 @@ impl Connector for Jotform {
             submitted_at: Some(event.received_at),
         })])
     }
+
+    fn refetch(&self) -> Option<&dyn Refetch> {
+        self.api.as_ref().map(|a| a as &dyn Refetch)
+    }
+}
+
+/// `formID` and `submissionID` of a stored delivery, as far as they are present.
+fn delivered_ids(event: &StoredEvent) -> Result<(Option<String>, Option<String>), ParseError> {
+    let fields = form::parse(event.header("content-type"), &event.body)
+        .map_err(|e| ParseError::Invalid { format: "form", detail: e.to_string() })?;
+    Ok((form::get(&fields, "formID").and_then(clean), form::get(&fields, "submissionID").and_then(clean)))
+}
+
+/// One answered question.
+struct Question<'a> {
+    /// The question id (`qid`), which orders the form.
+    number: u32,
+    /// The question's unique name (`email`, `fullName3`).
+    name: &'a str,
+    /// The question text, when known (the API gives it; the webhook does not).
+    label: Option<&'a str>,
+    /// Jotform's control type (`control_email`), when known.
+    control: Option<&'a str>,
+    value: &'a Value,
+}
+
+/// The questions of a posted `rawRequest`, keyed `q<number>_<name>`.
+fn posted_questions(raw: &Value) -> Vec<Question<'_>> {
+    raw.as_object()
+        .into_iter()
+        .flatten()
+        .filter_map(|(k, value)| {
+            let (number, name) = question_key(k)?;
+            Some(Question { number, name, label: None, control: None, value })
+        })
+        .collect()
 }
 
 /// `q12_email` → (12, "email").
@@ -97,20 +164,14 @@ fn question_key(key: &str) -> Option<(u32, &str)> {
     Some((number.parse().ok()?, name))
 }
 
-fn answers(raw: &Value) -> (Person, Vec<Answer>) {
-    let mut questions: Vec<(u32, &str, &Value)> = raw
-        .as_object()
-        .into_iter()
-        .flatten()
-        .filter_map(|(k, v)| question_key(k).map(|(n, name)| (n, name, v)))
-        .collect();
-    questions.sort_by_key(|(n, _, _)| *n);
+fn answers(mut questions: Vec<Question<'_>>) -> (Person, Vec<Answer>) {
+    questions.sort_by_key(|q| q.number);
 
     let mut person = Person::default();
     let mut out = Vec::new();
-    for (number, name, value) in questions {
+    for Question { number, name, label, control, value } in questions {
         let lower = name.to_ascii_lowercase();
-        let field_type = infer_type(&lower, value);
+        let field_type = control.and_then(control_type).unwrap_or_else(|| infer_type(&lower, value));
         match field_type {
             "name" => {
                 person.given_name = person.given_name.take().or_else(|| field(value, "first"));
@@ -139,7 +200,7 @@ fn answers(raw: &Value) -> (Person, Vec<Answer>) {
         out.push(Answer {
             field_id: number.to_string(),
             field_ref: Some(name.to_string()),
-            label: None,
+            label: label.map(str::to_string),
             field_type: field_type.to_string(),
             value: value.clone(),
         });
@@ -155,6 +216,19 @@ fn is_blank(v: &Value) -> bool {
         Value::Object(o) => o.values().all(is_blank),
         _ => false,
     }
+}
+
+/// The answer type of a Jotform control whose type says more than its value's shape.
+fn control_type(control: &str) -> Option<&'static str> {
+    Some(match control {
+        "control_fullname" => "name",
+        "control_email" => "email",
+        "control_phone" => "phone",
+        "control_address" => "address",
+        "control_birthdate" | "control_datetime" => "date",
+        "control_checkbox" => "list",
+        _ => return None,
+    })
 }
 
 fn infer_type(name: &str, value: &Value) -> &'static str {
@@ -179,9 +253,17 @@ fn phone(v: &Value) -> Option<String> {
     })
 }
 
+/// A `{year, month, day}` answer; the month is a number or an English month name.
 fn date(v: &Value) -> Option<NaiveDate> {
     let n = |k: &str| field(v, k).and_then(|s| s.parse::<u32>().ok());
-    NaiveDate::from_ymd_opt(i32::try_from(n("year")?).ok()?, n("month")?, n("day")?)
+    let month = n("month").or_else(|| field(v, "month").and_then(|m| month_number(&m)))?;
+    NaiveDate::from_ymd_opt(i32::try_from(n("year")?).ok()?, month, n("day")?)
+}
+
+fn month_number(name: &str) -> Option<u32> {
+    const MONTHS: [&str; 12] = ["jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec"];
+    let prefix = name.trim().get(..3)?.to_ascii_lowercase();
+    MONTHS.iter().position(|m| *m == prefix).map(|i| i as u32 + 1)
 }
 
 pub(crate) fn sign(secrets: &Secrets, url: &str, body: &[u8], _now: DateTime<Utc>) -> SignedRequest {

@@ -101,3 +101,92 @@ fn missing_submission_id_is_a_parse_error() {
         Err(ParseError::MissingField("submissionID"))
     ));
 }
+
+mod refetch {
+    use super::*;
+    use crate::pull::{HttpResponse, Method};
+    use crate::RefetchError;
+
+    const API: &[u8] = include_bytes!("fixtures/api_submission.json");
+
+    fn refetching(config: Value) -> Jotform {
+        let s = secrets(&[(SECRET, TOKEN), (api::API_KEY, "3f1c0a9be2d84c7f")]);
+        Jotform::new(serde_json::from_value(config).unwrap(), &s).unwrap()
+    }
+
+    fn stored() -> StoredEvent {
+        let req = delivery(Some(TOKEN));
+        req.stored("5934021877723456789", "submission", now())
+    }
+
+    fn answered(body: &[u8]) -> HttpResponse {
+        HttpResponse { status: 200, headers: vec![], body: body.to_vec() }
+    }
+
+    #[test]
+    fn off_by_default_and_needs_the_api_key_when_on() {
+        assert!(connector(&secrets(&[(SECRET, TOKEN)])).refetch().is_none());
+        let on: JotformConfig = serde_json::from_value(json!({"refetch": true})).unwrap();
+        assert!(matches!(
+            Jotform::new(on.clone(), &secrets(&[(SECRET, TOKEN)])),
+            Err(ConfigError::MissingSecret(s)) if s == "api_key"
+        ));
+        let bad_base: JotformConfig =
+            serde_json::from_value(json!({"refetch": true, "api_base": "ftp://api.jotform.com"})).unwrap();
+        assert!(matches!(
+            Jotform::new(bad_base, &secrets(&[(SECRET, TOKEN), ("api_key", "k1")])),
+            Err(ConfigError::Invalid { field, .. }) if field == "api_base"
+        ));
+    }
+
+    #[test]
+    fn asks_the_configured_api_for_the_delivered_submission() {
+        let j = refetching(json!({"refetch": true, "api_base": "https://eu-api.jotform.com/"}));
+        let r = j.refetch().unwrap();
+        let req = r.request(&stored()).unwrap();
+        assert_eq!(req.method, Method::Get);
+        assert_eq!(req.url, "https://eu-api.jotform.com/submission/5934021877723456789");
+        assert_eq!(req.headers, vec![("apikey".to_string(), "3f1c0a9be2d84c7f".to_string())]);
+        assert!(!format!("{req:?}").contains("3f1c0a9be2d84c7f"), "the key never shows in Debug");
+        assert!(r.hosts().allows("eu-api.jotform.com") && r.hosts().allows("hipaa-api.jotform.com"));
+        assert!(!r.hosts().allows("jotform.com.evil.io"));
+
+        let forged = SignedRequest::post(URL, b"formID=1&submissionID=../user").stored("x", "submission", now());
+        assert!(matches!(r.request(&forged), Err(RefetchError::Unaddressable(_))));
+    }
+
+    #[test]
+    fn the_api_answer_replaces_the_delivery_with_typed_labelled_answers() {
+        let j = refetching(json!({"refetch": true}));
+        let records = j.refetch().unwrap().parse(&stored(), &answered(API)).unwrap();
+        let [Record::FormResponse(r)] = records.as_slice() else { panic!("{records:?}") };
+        assert_eq!((r.form_id.as_str(), r.response_id.as_str()), ("241587392013052", "5934021877723456789"));
+        assert_eq!(r.person.given_name.as_deref(), Some("Kenji"));
+        assert_eq!(r.person.emails, vec!["kenji.tanaka@example.jp"], "typed by control_email, not by its name");
+        assert_eq!(r.person.phones, vec!["(415) 555-0133"]);
+        assert_eq!(r.person.birth_date, NaiveDate::from_ymd_opt(1988, 2, 29), "month given by name");
+        let ids: Vec<&str> = r.answers.iter().map(|a| a.field_id.as_str()).collect();
+        assert_eq!(ids, vec!["1", "3", "4", "5", "6", "7", "10"], "headings and buttons carry no answer");
+        assert_eq!(r.answers[5].label.as_deref(), Some("How can we help?"));
+        assert_eq!(r.answers[6].field_type, "list");
+    }
+
+    #[test]
+    fn a_submission_jotform_does_not_confirm_is_refused() {
+        let j = refetching(json!({"refetch": true}));
+        let r = j.refetch().unwrap();
+        let mut other_form: Value = serde_json::from_slice(API).unwrap();
+        other_form["content"]["form_id"] = json!("111");
+        let mut other_id: Value = serde_json::from_slice(API).unwrap();
+        other_id["content"]["id"] = json!("5934021877723456780");
+        let mut deleted: Value = serde_json::from_slice(API).unwrap();
+        deleted["content"]["status"] = json!("DELETED");
+        let missing = json!({"responseCode": 404, "message": "Submission not found", "content": ""});
+        for body in [other_form, other_id, deleted, missing] {
+            let got = r.parse(&stored(), &answered(body.to_string().as_bytes()));
+            assert!(matches!(got, Err(RefetchError::Unconfirmed(_))), "{body}: {got:?}");
+        }
+        let got = r.parse(&stored(), &answered(b"<html>oops</html>"));
+        assert!(matches!(got, Err(RefetchError::Parse(_))), "{got:?}");
+    }
+}
