@@ -236,6 +236,31 @@ impl Store {
         Ok(done)
     }
 
+    /// PostgreSQL with autovacuum off: `VACUUM` every table with more dead rows than
+    /// autovacuum's own threshold (50 rows + 20% of the live ones); returns their names.
+    /// Where autovacuum runs this does nothing. Without it, a queue table such as the inbox
+    /// (each event's row is updated twice) keeps every dead version in its indexes, and each
+    /// lease wades through all of them.
+    pub async fn vacuum_dead_tables(&self) -> StoreResult<Vec<String>> {
+        if !self.is_postgres() {
+            return Ok(vec![]);
+        }
+        let rows = self
+            .db
+            .query_all(Statement::from_string(
+                DatabaseBackend::Postgres,
+                "SELECT quote_ident(relname) AS t FROM pg_stat_user_tables                  WHERE schemaname = current_schema() AND current_setting('autovacuum') = 'off'                    AND n_dead_tup > 50 + 0.2 * n_live_tup",
+            ))
+            .await?;
+        let mut done = Vec::new();
+        for r in rows {
+            let table: String = r.try_get("", "t")?;
+            self.db.execute_unprepared(&format!("VACUUM {table}")).await?;
+            done.push(table);
+        }
+        Ok(done)
+    }
+
     /// Pool gauges for /metrics.
     pub fn pool_stats(&self) -> (u32, usize) {
         match self.backend() {
@@ -305,11 +330,15 @@ fn spawn_checkpointer(db: DatabaseConnection, writer: Arc<Mutex<()>>) {
     });
 }
 
-/// Every 30 s, [`Store::analyze_stale_tables`] (PostgreSQL). The task ends when the pool
-/// is closed.
+/// Every 5 s, [`Store::analyze_stale_tables`] and [`Store::vacuum_dead_tables`] (PostgreSQL). The check is one catalog
+/// query, and a table is analysed only once it changed past autovacuum's threshold, so a
+/// growing table is analysed ever less often; but a fresh database fed at thousands of rows
+/// a second gets statistics within seconds. (At 30 s, a webhook benchmark on a fresh
+/// database ran without any: its identity lookups planned as hash joins over the whole
+/// table, 8.4 ms each instead of 0.5 ms.) The task ends when the pool is closed.
 fn spawn_statistics_keeper(store: Store) {
     tokio::spawn(async move {
-        let mut tick = tokio::time::interval(Duration::from_secs(30));
+        let mut tick = tokio::time::interval(Duration::from_secs(5));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         tick.tick().await;
         loop {
@@ -319,6 +348,9 @@ fn spawn_statistics_keeper(store: Store) {
             }
             if let Err(e) = store.analyze_stale_tables().await {
                 tracing::debug!(error = %e, "statistics refresh skipped");
+            }
+            if let Err(e) = store.vacuum_dead_tables().await {
+                tracing::debug!(error = %e, "vacuum skipped");
             }
         }
     });

@@ -19,6 +19,7 @@ both_backends!(
     concurrent_overlapping_ingestion_gives_one_customer_per_person,
     bulk_ingestion_equals_one_record_at_a_time,
     stale_statistics_are_refreshed,
+    dead_rows_are_vacuumed_where_autovacuum_is_off,
 );
 
 const CUSTOMER: &str = "id fullName email phone traits tags identities { kind value namespace status setAsideReason } events { edges { node { type } } }";
@@ -526,7 +527,7 @@ fn dedupe_evaluate_agrees_with_pairwise_py() {
 }
 
 /// PostgreSQL: tables that changed since their statistics were taken are analysed (the
-/// server's keeper runs this every 30 s); afterwards none is stale. SQLite has nothing to do.
+/// server's keeper runs this every 5 s); afterwards none is stale. SQLite has nothing to do.
 async fn stale_statistics_are_refreshed(app: TestApp) {
     let store = &app.state.store;
     let items: Vec<junction::store::BulkItem> = (0..200)
@@ -563,4 +564,54 @@ async fn stale_statistics_are_refreshed(app: TestApp) {
         ran.extend(store.analyze_stale_tables().await.expect("analyze"));
     }
     panic!("identities was never analysed; analysed: {ran:?}");
+}
+
+/// PostgreSQL with autovacuum off: a table full of dead row versions is vacuumed by the
+/// keeper's `vacuum_dead_tables`; with autovacuum on, that is left to autovacuum.
+async fn dead_rows_are_vacuumed_where_autovacuum_is_off(app: TestApp) {
+    let store = &app.state.store;
+    let items: Vec<junction::store::BulkItem> = (0..200)
+        .map(|i| {
+            let mail = format!("dead{i}@acme.io");
+            let o = obs(&format!("dead-{i}"), "Dead", &[(IdentityKind::Email, &mail)]);
+            junction::store::BulkItem::new(&app.state.extractor, o, None)
+        })
+        .collect();
+    store.ingest_bulk(&app.state.extractor, &items).await.expect("ingest");
+    if !store.is_postgres() {
+        assert!(store.vacuum_dead_tables().await.expect("vacuum").is_empty());
+        return;
+    }
+    use sea_orm::ConnectionTrait;
+    let db = sea_orm::Database::connect(app.database_url.clone()).await.expect("connect");
+    let pg = sea_orm::DatabaseBackend::Postgres;
+    let one = |sql: &'static str| {
+        let db = db.clone();
+        async move { db.query_one(sea_orm::Statement::from_string(pg, sql)).await.expect("query").expect("a row") }
+    };
+    let off = one("SELECT current_setting('autovacuum') = 'off' AS off").await.try_get::<bool>("", "off").unwrap();
+    // Every identity row gets a dead version.
+    db.execute_unprepared("UPDATE identities SET last_seen = last_seen").await.expect("update");
+    let mut ran = Vec::new();
+    for _ in 0..40 {
+        ran.extend(store.vacuum_dead_tables().await.expect("vacuum"));
+        let vacuumed = one(
+            "SELECT last_vacuum IS NOT NULL AS done FROM pg_stat_user_tables              WHERE relname = 'identities' AND schemaname = current_schema()",
+        )
+        .await
+        .try_get::<bool>("", "done")
+        .unwrap();
+        if vacuumed {
+            assert!(off, "with autovacuum on, the keeper leaves vacuuming to it: {ran:?}");
+            assert!(ran.iter().any(|t| t == "identities"), "{ran:?}");
+            return;
+        }
+        if !off {
+            assert!(ran.is_empty(), "{ran:?}");
+            return;
+        }
+        // The server's counters of dead rows are flushed by each backend within ~10 s.
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    }
+    panic!("identities was never vacuumed; vacuumed: {ran:?}");
 }
