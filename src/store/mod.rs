@@ -216,21 +216,24 @@ impl Store {
     /// normally does this; on a server where it is off, the planner would keep the
     /// statistics of empty tables and scan what it should look up.
     pub async fn analyze_stale_tables(&self) -> StoreResult<Vec<String>> {
+        self.for_each_table("ANALYZE", "n_mod_since_analyze > 50 + 0.1 * n_live_tup").await
+    }
+
+    /// PostgreSQL: run `command` (`ANALYZE`, `VACUUM`) on every table of ours whose
+    /// `pg_stat_user_tables` row meets `condition`; returns their names.
+    async fn for_each_table(&self, command: &str, condition: &str) -> StoreResult<Vec<String>> {
         if !self.is_postgres() {
             return Ok(vec![]);
         }
-        let rows = self
-            .db
-            .query_all(Statement::from_string(
-                DatabaseBackend::Postgres,
-                "SELECT quote_ident(relname) AS t FROM pg_stat_user_tables \
-                 WHERE schemaname = current_schema() AND n_mod_since_analyze > 50 + 0.1 * n_live_tup",
-            ))
-            .await?;
+        let sql = format!(
+            "SELECT quote_ident(relname) AS t FROM pg_stat_user_tables \
+             WHERE schemaname = current_schema() AND {condition}"
+        );
+        let rows = self.db.query_all(Statement::from_string(DatabaseBackend::Postgres, sql)).await?;
         let mut done = Vec::new();
         for r in rows {
             let table: String = r.try_get("", "t")?;
-            self.db.execute_unprepared(&format!("ANALYZE {table}")).await?;
+            self.db.execute_unprepared(&format!("{command} {table}")).await?;
             done.push(table);
         }
         Ok(done)
@@ -242,23 +245,8 @@ impl Store {
     /// (each event's row is updated twice) keeps every dead version in its indexes, and each
     /// lease wades through all of them.
     pub async fn vacuum_dead_tables(&self) -> StoreResult<Vec<String>> {
-        if !self.is_postgres() {
-            return Ok(vec![]);
-        }
-        let rows = self
-            .db
-            .query_all(Statement::from_string(
-                DatabaseBackend::Postgres,
-                "SELECT quote_ident(relname) AS t FROM pg_stat_user_tables                  WHERE schemaname = current_schema() AND current_setting('autovacuum') = 'off'                    AND n_dead_tup > 50 + 0.2 * n_live_tup",
-            ))
-            .await?;
-        let mut done = Vec::new();
-        for r in rows {
-            let table: String = r.try_get("", "t")?;
-            self.db.execute_unprepared(&format!("VACUUM {table}")).await?;
-            done.push(table);
-        }
-        Ok(done)
+        self.for_each_table("VACUUM", "current_setting('autovacuum') = 'off' AND n_dead_tup > 50 + 0.2 * n_live_tup")
+            .await
     }
 
     /// Pool gauges for /metrics.

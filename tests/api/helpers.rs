@@ -196,17 +196,29 @@ pub fn error_code(body: &Value) -> (String, String) {
 #[macro_export]
 macro_rules! both_backends {
     ($($name:ident),* $(,)?) => {
+        $crate::both_backends_with!(|_| {}; $($name),*);
+    };
+}
+
+/// [`both_backends!`] with the configuration changed by `$tweak` (an `FnOnce(&mut Config)`,
+/// a closure or a function path) before the app starts.
+#[macro_export]
+macro_rules! both_backends_with {
+    ($tweak:expr; $($name:ident),* $(,)?) => {
         $(
             mod $name {
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                 async fn sqlite() {
-                    let app = $crate::helpers::spawn_app($crate::helpers::Backend::Sqlite).await.expect("sqlite app");
+                    let app = $crate::helpers::spawn_app_with($crate::helpers::Backend::Sqlite, $tweak)
+                        .await
+                        .expect("sqlite app");
                     super::$name(app).await;
                 }
 
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                 async fn postgres() {
-                    let Some(app) = $crate::helpers::spawn_app($crate::helpers::Backend::Postgres).await else {
+                    let Some(app) = $crate::helpers::spawn_app_with($crate::helpers::Backend::Postgres, $tweak).await
+                    else {
                         eprintln!("SKIPPED(postgres): JUNCTION_TEST_DATABASE_URL is not set");
                         return;
                     };

@@ -526,18 +526,23 @@ fn dedupe_evaluate_agrees_with_pairwise_py() {
     }
 }
 
+/// `n` people with an e-mail each, through the bulk path.
+async fn ingest_people(app: &TestApp, tag: &str, n: usize) {
+    let items: Vec<junction::store::BulkItem> = (0..n)
+        .map(|i| {
+            let mail = format!("{tag}{i}@acme.io");
+            let o = obs(&format!("{tag}-{i}"), "Person", &[(IdentityKind::Email, &mail)]);
+            junction::store::BulkItem::new(&app.state.extractor, o, None)
+        })
+        .collect();
+    app.state.store.ingest_bulk(&app.state.extractor, &items).await.expect("ingest");
+}
+
 /// PostgreSQL: tables that changed since their statistics were taken are analysed (the
 /// server's keeper runs this every 5 s); afterwards none is stale. SQLite has nothing to do.
 async fn stale_statistics_are_refreshed(app: TestApp) {
     let store = &app.state.store;
-    let items: Vec<junction::store::BulkItem> = (0..200)
-        .map(|i| {
-            let mail = format!("stats{i}@acme.io");
-            let o = obs(&format!("stats-{i}"), "Stat", &[(IdentityKind::Email, &mail)]);
-            junction::store::BulkItem::new(&app.state.extractor, o, None)
-        })
-        .collect();
-    store.ingest_bulk(&app.state.extractor, &items).await.expect("ingest");
+    ingest_people(&app, "stats", 200).await;
     let analysed = store.analyze_stale_tables().await.expect("analyze");
     if !store.is_postgres() {
         assert!(analysed.is_empty());
@@ -570,14 +575,7 @@ async fn stale_statistics_are_refreshed(app: TestApp) {
 /// keeper's `vacuum_dead_tables`; with autovacuum on, that is left to autovacuum.
 async fn dead_rows_are_vacuumed_where_autovacuum_is_off(app: TestApp) {
     let store = &app.state.store;
-    let items: Vec<junction::store::BulkItem> = (0..200)
-        .map(|i| {
-            let mail = format!("dead{i}@acme.io");
-            let o = obs(&format!("dead-{i}"), "Dead", &[(IdentityKind::Email, &mail)]);
-            junction::store::BulkItem::new(&app.state.extractor, o, None)
-        })
-        .collect();
-    store.ingest_bulk(&app.state.extractor, &items).await.expect("ingest");
+    ingest_people(&app, "dead", 200).await;
     if !store.is_postgres() {
         assert!(store.vacuum_dead_tables().await.expect("vacuum").is_empty());
         return;

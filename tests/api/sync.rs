@@ -147,16 +147,17 @@ impl MockShop {
     }
 }
 
+pub fn sync_config(c: &mut junction::config::Config) {
+    c.sync.scheduler = false;
+    c.sync.allow_custom_hosts = true;
+    c.sync.base_backoff_ms = 20;
+    c.sync.max_backoff_ms = 200;
+    c.sync.breaker_threshold = 4;
+    c.security.master_key = Some(MASTER_KEY.into());
+}
+
 pub async fn sync_app(backend: Backend) -> Option<TestApp> {
-    spawn_app_with(backend, |c| {
-        c.sync.scheduler = false;
-        c.sync.allow_custom_hosts = true;
-        c.sync.base_backoff_ms = 20;
-        c.sync.max_backoff_ms = 200;
-        c.sync.breaker_threshold = 4;
-        c.security.master_key = Some(MASTER_KEY.into());
-    })
-    .await
+    spawn_app_with(backend, sync_config).await
 }
 
 pub const MASTER_KEY: &str = "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=";
@@ -475,31 +476,8 @@ async fn progress_is_published_per_page(app: TestApp) {
     );
 }
 
-/// `both_backends!` with the sync test configuration (scheduler off, mock hosts allowed).
-macro_rules! sync_backends {
-    ($($name:ident),* $(,)?) => {
-        $(
-            mod $name {
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn sqlite() {
-                    let app = super::sync_app(crate::helpers::Backend::Sqlite).await.expect("sqlite app");
-                    super::$name(app).await;
-                }
-
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn postgres() {
-                    let Some(app) = super::sync_app(crate::helpers::Backend::Postgres).await else {
-                        eprintln!("SKIPPED(postgres): JUNCTION_TEST_DATABASE_URL is not set");
-                        return;
-                    };
-                    super::$name(app).await;
-                }
-            }
-        )*
-    };
-}
-
-sync_backends!(
+// The sync test configuration: scheduler off, mock hosts allowed.
+crate::both_backends_with!(super::sync_config;
     backfill_pulls_every_page_into_resolved_customers,
     incremental_pull_takes_what_changed_breaking_ties_on_id,
     rate_limit_storms_and_5xx_bursts_are_ridden_out,
@@ -961,7 +939,7 @@ async fn square_twilio_and_slack_follow_their_cursors(app: TestApp) {
     assert_eq!(customer_count(&app).await, 8);
 }
 
-sync_backends!(
+crate::both_backends_with!(super::sync_config;
     square_twilio_and_slack_follow_their_cursors,
     an_expired_page_token_restarts_the_stream,
     typeform_inclusive_cursor_drops_the_repeated_response,

@@ -601,37 +601,10 @@ async fn shopify_privacy_topics_erase_and_record(app: TestApp) {
     assert_eq!(d["customers"]["totalCount"], 0, "shop/redact erased what the shop brought");
 }
 
-/// Run a test against an app whose background inbox workers are off, so the test decides
-/// when events are processed.
-macro_rules! without_workers {
-    ($($name:ident),* $(,)?) => {
-        $(
-            mod $name {
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn sqlite() {
-                    let app = crate::helpers::spawn_app_with(crate::helpers::Backend::Sqlite, |c| c.ingest.workers = 0)
-                        .await
-                        .expect("sqlite app");
-                    super::$name(app).await;
-                }
-
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn postgres() {
-                    let Some(app) =
-                        crate::helpers::spawn_app_with(crate::helpers::Backend::Postgres, |c| c.ingest.workers = 0).await
-                    else {
-                        eprintln!("SKIPPED(postgres): JUNCTION_TEST_DATABASE_URL is not set");
-                        return;
-                    };
-                    super::$name(app).await;
-                }
-            }
-        )*
-    };
-}
-
 both_backends!(concurrent_deliveries_and_retries_are_stored_once_each);
-without_workers!(a_batch_commits_good_events_and_leaves_failed_or_stolen_ones_alone);
+// The workers are off, so the test decides when events are processed.
+crate::both_backends_with!(|c: &mut junction::config::Config| c.ingest.workers = 0;
+    a_batch_commits_good_events_and_leaves_failed_or_stolen_ones_alone);
 
 fn contact(n: usize) -> Vec<u8> {
     json!({"type": "contact.created", "timestamp": "2025-01-01T00:00:00Z",
