@@ -186,7 +186,9 @@ impl Application {
 pub async fn run(config: Config, listener: TcpListener) -> anyhow::Result<()> {
     let app = Application::build(config, listener).await?;
     tracing::info!(addr = %app.local_addr()?, "junction listening");
+    let store = app.state.store.clone();
     app.run_until(shutdown_signal()).await?;
+    store.checkpoint_for_exit().await;
     tracing::info!("junction stopped");
     Ok(())
 }

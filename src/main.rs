@@ -191,6 +191,7 @@ fn main() -> anyhow::Result<()> {
                     b.finish_and_clear();
                 }
                 println!("{summary}");
+                store.checkpoint_for_exit().await;
                 Ok(())
             }
             Command::Token { action: TokenAction::Create { role, name } } => {

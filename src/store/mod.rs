@@ -199,6 +199,33 @@ impl Store {
         Ok(())
     }
 
+    /// Leave the store clean for the next process: on SQLite, copy the whole WAL back into
+    /// the database file and truncate it (`wal_checkpoint(TRUNCATE)`, under the writer lock).
+    /// Without it, a process that wrote a lot (an import) exits leaving up to ~100 MB of
+    /// WAL, which the next process must read at open and checkpoint while it serves: the
+    /// first online-resolution run after a 1M import had a p99 of 6–15 ms, the next ones
+    /// 2.6–4 ms. A failure is logged, not returned: nothing is lost either way.
+    ///
+    /// The pragma answers `busy = 1` instead of failing when another checkpoint (the
+    /// background one, which does not take the writer lock for a `PASSIVE` pass) or a
+    /// reader is in its way, so it is retried for up to 2 s.
+    pub async fn checkpoint_for_exit(&self) {
+        let Some(writer) = &self.writer else { return };
+        let _writing = writer.lock().await;
+        let sql = Statement::from_string(DatabaseBackend::Sqlite, "PRAGMA wal_checkpoint(TRUNCATE)");
+        for _ in 0..40 {
+            match self.db.query_one(sql.clone()).await {
+                Ok(Some(row)) if row.try_get_by_index::<i32>(0).unwrap_or(1) == 0 => return,
+                Ok(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+                Err(e) => {
+                    tracing::warn!(error = %e, "final WAL checkpoint failed; the next start will replay the WAL");
+                    return;
+                }
+            }
+        }
+        tracing::warn!("final WAL checkpoint kept finding the WAL busy; the next start will replay it");
+    }
+
     /// Refresh PostgreSQL's statistics of the tables an import fills, while it runs: a
     /// planner that still believes them empty picks sequential scans, and every merge gets
     /// slower as the tables grow. (SQLite's planner leans on its indexes without statistics.)

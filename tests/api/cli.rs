@@ -34,6 +34,7 @@ async fn import_and_export(backend: Backend) {
     assert!(stdout.contains("no identifier"), "{stdout}");
     assert!(stdout.contains("occurred_at: not RFC 3339"), "{stdout}");
     assert!(stdout.contains("1 identifiers set aside"), "junk email is set aside: {stdout}");
+    assert_eq!(wal_bytes(&url), 0, "the import leaves no WAL for the next process to replay");
 
     let out = junction(dir.path(), &url).args(["import", &fixture("people.csv")]).output().unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
@@ -114,7 +115,15 @@ async fn serve_drains_and_exits_cleanly_on_sigterm() {
     }
     let _ = child.kill();
     assert!(exited.expect("exited after SIGTERM").success());
+    assert_eq!(wal_bytes(&url), 0, "a stopped server leaves no WAL behind");
     let _ = pg_admin_url();
+}
+
+/// Size of the SQLite WAL file beside the database of `url` (0 when absent, or PostgreSQL).
+fn wal_bytes(url: &str) -> u64 {
+    let Some(path) = url.strip_prefix("sqlite://") else { return 0 };
+    let db = path.split('?').next().unwrap_or(path);
+    std::fs::metadata(format!("{db}-wal")).map(|m| m.len()).unwrap_or(0)
 }
 
 async fn tokens_and_audit_verification(backend: Backend) {
