@@ -18,8 +18,10 @@ use crate::{ConfigError, FormResponseRecord, Record, Refetch, RefetchError, Secr
 pub const API_KEY: &str = "api_key";
 /// The API of US accounts.
 pub const DEFAULT_BASE: &str = "https://api.jotform.com";
-/// Jotform's API hosts (US, EU, HIPAA).
-const HOSTS: [&str; 3] = ["api.jotform.com", "eu-api.jotform.com", "hipaa-api.jotform.com"];
+/// Jotform's API hosts: `api.`, `eu-api.` and `hipaa-api.jotform.com`, and Enterprise
+/// accounts' `{subdomain}.jotform.com`. (An Enterprise server on a domain of its own needs
+/// the hub's `sync.allow_custom_hosts`.)
+const HOSTS: [&str; 1] = ["jotform.com"];
 
 /// The configured API base URL, checked; the default when none is set.
 pub(super) fn base(configured: Option<&str>) -> Result<String, ConfigError> {

@@ -52,7 +52,8 @@ pub struct JotformConfig {
     #[serde(default)]
     pub refetch: bool,
     /// The API to re-fetch from: `https://api.jotform.com` (default), `https://eu-api.jotform.com`
-    /// (EU accounts) or `https://hipaa-api.jotform.com` (HIPAA accounts).
+    /// (EU accounts), `https://hipaa-api.jotform.com` (HIPAA accounts) or an Enterprise
+    /// server's `https://{subdomain}.jotform.com/API`.
     #[serde(default)]
     pub api_base: Option<String>,
 }
@@ -63,7 +64,7 @@ pub fn config_schema() -> Value {
         "Jotform",
         serde_json::json!({
             "refetch": {"type": "boolean", "default": false, "description": "Apply each submission as Jotform's API returns it (GET /submission/{id}), not as posted; needs the api_key secret. Costs one API call per submission."},
-            "api_base": {"type": "string", "format": "uri", "default": api::DEFAULT_BASE, "description": "Jotform API base URL: https://api.jotform.com, https://eu-api.jotform.com or https://hipaa-api.jotform.com."},
+            "api_base": {"type": "string", "format": "uri", "default": api::DEFAULT_BASE, "description": "Jotform API base URL: https://api.jotform.com, https://eu-api.jotform.com, https://hipaa-api.jotform.com, or an Enterprise server's https://{subdomain}.jotform.com/API."},
         }),
         &[],
     )

@@ -148,8 +148,14 @@ mod refetch {
         assert_eq!(req.url, "https://eu-api.jotform.com/submission/5934021877723456789");
         assert_eq!(req.headers, vec![("apikey".to_string(), "3f1c0a9be2d84c7f".to_string())]);
         assert!(!format!("{req:?}").contains("3f1c0a9be2d84c7f"), "the key never shows in Debug");
-        assert!(r.hosts().allows("eu-api.jotform.com") && r.hosts().allows("hipaa-api.jotform.com"));
-        assert!(!r.hosts().allows("jotform.com.evil.io"));
+        for host in ["api.jotform.com", "eu-api.jotform.com", "hipaa-api.jotform.com", "acme.jotform.com"] {
+            assert!(r.hosts().allows(host), "{host}");
+        }
+        assert!(!r.hosts().allows("jotform.com.evil.io") && !r.hosts().allows("evil-jotform.com"));
+
+        let enterprise = refetching(json!({"refetch": true, "api_base": "https://acme.jotform.com/API"}));
+        let req = enterprise.refetch().unwrap().request(&stored()).unwrap();
+        assert_eq!(req.url, "https://acme.jotform.com/API/submission/5934021877723456789");
 
         let forged = SignedRequest::post(URL, b"formID=1&submissionID=../user").stored("x", "submission", now());
         assert!(matches!(r.request(&forged), Err(RefetchError::Unaddressable(_))));
