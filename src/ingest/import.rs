@@ -101,8 +101,6 @@ pub async fn import_file<R: Read + Send + 'static>(
             .map_err(|e| crate::store::StoreError::Corrupt(format!("cannot start the reader thread: {e}")))?
     };
     let mut failed = None;
-    // Statistics are refreshed as the store doubles in size during the import.
-    let mut analyze_at = BATCH as u64;
     let (mut waiting, mut writing) = (std::time::Duration::ZERO, std::time::Duration::ZERO);
     loop {
         let t = std::time::Instant::now();
@@ -117,13 +115,6 @@ pub async fn import_file<R: Read + Send + 'static>(
         if let Err(e) = apply(store, extractor, &chunk.items, &mut summary).await {
             failed = Some(e);
             break;
-        }
-        if summary.read >= analyze_at {
-            analyze_at = summary.read * 2;
-            if let Err(e) = store.refresh_ingest_statistics().await {
-                failed = Some(e);
-                break;
-            }
         }
         writing += t.elapsed();
         progress(chunk.bytes);

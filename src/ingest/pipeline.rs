@@ -135,12 +135,24 @@ pub async fn process(
 
 /// [`process`] with the row's records already read.
 pub async fn process_leased(state: &AppState, leased: &Leased) -> Result<Vec<(CustomerId, ChangeKind)>, ProcessError> {
-    let (live, row) = (&leased.live, &leased.row);
     let records = leased.records()?;
     let tx = state.store.write().await?;
-    let changes = apply_records(state, &tx, &live.row, records, row.received_at, Some(InboxId(row.id))).await?;
-    state.store.complete_inbox(&tx, InboxId(row.id), row.leased_until).await?;
+    let changes = apply_and_complete(state, &tx, leased, records).await?;
     tx.commit().await?;
+    Ok(changes)
+}
+
+/// Apply a leased row's records inside `tx` and mark it processed (which requires the lease
+/// to still be ours).
+async fn apply_and_complete(
+    state: &AppState,
+    tx: &WriteTx,
+    leased: &Leased,
+    records: Vec<Record>,
+) -> Result<Vec<(CustomerId, ChangeKind)>, ProcessError> {
+    let row = &leased.row;
+    let changes = apply_records(state, tx, &leased.live.row, records, row.received_at, Some(InboxId(row.id))).await?;
+    state.store.complete_inbox(tx, InboxId(row.id), row.leased_until).await?;
     Ok(changes)
 }
 
@@ -278,24 +290,17 @@ pub async fn process_batch_with(
 /// Apply one row inside its own savepoint of `tx`, with its `processed` mark. `None` when
 /// the transaction itself became unusable (nothing of the batch may be kept).
 async fn one_in_savepoint(state: &AppState, tx: &WriteTx, leased: &Leased) -> Option<BatchOutcome> {
-    let (live, row) = (&leased.live, &leased.row);
     let Ok(records) = leased.records() else {
         return Some(BatchOutcome::RunAlone);
     };
     let sp = tx.savepoint().await.ok()?;
-    let applied = async {
-        let changes = apply_records(state, &sp, &live.row, records, row.received_at, Some(InboxId(row.id))).await?;
-        state.store.complete_inbox(&sp, InboxId(row.id), row.leased_until).await?;
-        Ok::<_, ProcessError>(changes)
-    }
-    .await;
-    match applied {
+    match apply_and_complete(state, &sp, leased, records).await {
         Ok(changes) => {
             sp.commit().await.ok()?;
             Some(BatchOutcome::Applied(changes))
         }
         Err(e) => {
-            tracing::debug!(inbox_id = %InboxId(row.id), error = %e, "inbox event failed in a batch; it runs alone next");
+            tracing::debug!(inbox_id = %InboxId(leased.row.id), error = %e, "inbox event failed in a batch; it runs alone next");
             sp.rollback().await.ok()?;
             Some(BatchOutcome::RunAlone)
         }
@@ -342,20 +347,9 @@ enum Then {
     /// A customer record: the observation is everything.
     Nothing,
     /// Upsert the order; a new one also gets an `order_placed` event.
-    Order { order: OrderPlan, placed: TimelineEvent },
+    Order { order: OrderWrite, placed: TimelineEvent },
     /// Append one timeline event.
     Event(TimelineEvent),
-}
-
-/// An order with owned fields (the batch path folds several before writing).
-struct OrderPlan {
-    external_id: String,
-    status: Option<String>,
-    currency: Option<String>,
-    total_minor: Option<i64>,
-    lines: Value,
-    placed_at: Option<DateTime<Utc>>,
-    updated_at: Option<DateTime<Utc>>,
 }
 
 /// A timeline event whose customer is still to be resolved (the placeholder id is
@@ -395,7 +389,7 @@ fn plan(ctx: &Context<'_>, record: Record) -> Result<Planned, Box<Record>> {
                 "connectorKind": conn.kind,
             });
             let placed = timeline(ctx, "order_placed", o.placed_at.unwrap_or(ctx.received_at), props);
-            let order = OrderPlan {
+            let order = OrderWrite {
                 lines: serde_json::to_value(&o.lines).unwrap_or(Value::Array(vec![])),
                 external_id: o.external_id,
                 status: o.status,
@@ -479,22 +473,7 @@ pub async fn apply_records(
                 match p.then {
                     Then::Nothing => {}
                     Then::Order { order: o, mut placed } => {
-                        let created = store
-                            .upsert_order(
-                                tx,
-                                out.customer_id,
-                                OrderWrite {
-                                    connector: &connector_id.to_string(),
-                                    external_id: &o.external_id,
-                                    status: o.status,
-                                    currency: o.currency,
-                                    total_minor: o.total_minor,
-                                    lines: o.lines,
-                                    placed_at: o.placed_at,
-                                    updated_at: o.updated_at,
-                                },
-                            )
-                            .await?;
+                        let created = store.upsert_order(tx, out.customer_id, &connector_id.to_string(), o).await?;
                         if created {
                             placed.customer = out.customer_id;
                             store.append_events(tx, vec![placed]).await?;
@@ -624,44 +603,14 @@ async fn apply_bulk(
                 let key = (meta[i].clone(), o.external_id.clone());
                 match orders.get_mut(&key) {
                     None => {
-                        let row = order::Model {
-                            id: uuid::Uuid::now_v7(),
-                            customer_id: out.customer_id.0,
-                            connector_id: key.0.clone(),
-                            external_id: key.1.clone(),
-                            status: o.status,
-                            currency: o.currency,
-                            total_minor: o.total_minor,
-                            lines: o.lines,
-                            placed_at: o.placed_at.map(|t| t.trunc_subsecs(6)),
-                            source_updated_at: o.updated_at.map(|t| t.trunc_subsecs(6)),
-                            created_at: at,
-                            updated_at: at,
-                        };
+                        let row = o.new_row(&key.0, out.customer_id, at);
                         orders.insert(key, (row, true, false));
                         placed.customer = out.customer_id;
                         timeline_events.push(placed);
                     }
                     Some((row, _, dirty)) => {
                         // As `upsert_order`: an older version never overwrites a newer one.
-                        let newer = match (o.updated_at, row.source_updated_at) {
-                            (Some(new), Some(old)) => new.trunc_subsecs(6) >= old,
-                            (None, Some(_)) => false,
-                            _ => true,
-                        };
-                        if newer {
-                            row.customer_id = out.customer_id.0;
-                            row.status = o.status;
-                            row.currency = o.currency;
-                            row.total_minor = o.total_minor;
-                            row.lines = o.lines;
-                            if o.placed_at.is_some() {
-                                row.placed_at = o.placed_at.map(|t| t.trunc_subsecs(6));
-                            }
-                            row.source_updated_at = o.updated_at.map(|t| t.trunc_subsecs(6));
-                            row.updated_at = at;
-                            *dirty = true;
-                        }
+                        *dirty |= o.apply_to(row, out.customer_id, at);
                     }
                 }
             }

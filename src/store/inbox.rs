@@ -148,19 +148,7 @@ impl Store {
     /// (its expiry time) is the token: if the lease ran out and another worker took the row,
     /// this fails and the caller's transaction must roll back, so effects apply exactly once.
     pub async fn complete_inbox(&self, tx: &WriteTx, id: InboxId, lease: Option<DateTime<Utc>>) -> StoreResult<()> {
-        let res = inbox::Entity::update_many()
-            .col_expr(inbox::Column::Status, Expr::value(status::PROCESSED))
-            .col_expr(inbox::Column::ProcessedAt, Expr::value(now()))
-            .col_expr(inbox::Column::LeasedUntil, Expr::value(Option::<DateTime<Utc>>::None))
-            .col_expr(inbox::Column::LastError, Expr::value(Option::<String>::None))
-            .filter(inbox::Column::Id.eq(id.0))
-            .filter(still_leased(lease))
-            .exec(&tx.txn)
-            .await?;
-        if res.rows_affected != 1 {
-            return Err(StoreError::Conflict("inbox lease lost to another worker".into()));
-        }
-        Ok(())
+        self.complete_inbox_many(tx, &[(id, lease)]).await
     }
 
     /// [`Store::complete_inbox`] for many rows at once (one statement per lease token and

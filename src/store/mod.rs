@@ -226,18 +226,6 @@ impl Store {
         tracing::warn!("final WAL checkpoint kept finding the WAL busy; the next start will replay it");
     }
 
-    /// Refresh PostgreSQL's statistics of the tables an import fills, while it runs: a
-    /// planner that still believes them empty picks sequential scans, and every merge gets
-    /// slower as the tables grow. (SQLite's planner leans on its indexes without statistics.)
-    pub async fn refresh_ingest_statistics(&self) -> StoreResult<()> {
-        if self.is_postgres() {
-            self.db
-                .execute_unprepared("ANALYZE customers, identities, source_records, merge_candidates, merges")
-                .await?;
-        }
-        Ok(())
-    }
-
     /// PostgreSQL: `ANALYZE` every table whose rows changed by more than autovacuum's own
     /// threshold (50 rows + 10%) since it was last analysed; returns their names. Autovacuum
     /// normally does this; on a server where it is off, the planner would keep the
@@ -345,10 +333,11 @@ fn spawn_checkpointer(db: DatabaseConnection, writer: Arc<Mutex<()>>) {
     });
 }
 
-/// Every 5 s, [`Store::analyze_stale_tables`] and [`Store::vacuum_dead_tables`] (PostgreSQL). The check is one catalog
-/// query, and a table is analysed only once it changed past autovacuum's threshold, so a
-/// growing table is analysed ever less often; but a fresh database fed at thousands of rows
-/// a second gets statistics within seconds. (At 30 s, a webhook benchmark on a fresh
+/// Every 5 s, [`Store::analyze_stale_tables`] and [`Store::vacuum_dead_tables`]
+/// (PostgreSQL). The check is one catalog query, and a table is analysed only once it
+/// changed past autovacuum's threshold, so a growing table is analysed ever less often; but
+/// a fresh database fed at thousands of rows a second (an import, a webhook burst) gets
+/// statistics within seconds. (At 30 s, a webhook benchmark on a fresh
 /// database ran without any: its identity lookups planned as hash joins over the whole
 /// table, 8.4 ms each instead of 0.5 ms.) The task ends when the pool is closed.
 fn spawn_statistics_keeper(store: Store) {

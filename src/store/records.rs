@@ -15,17 +15,59 @@ use super::{IngestOutcome, Store, StoreResult, WriteTx};
 use crate::identity::{IdentityKey, KeyExtractor, Observation};
 use crate::ids::{ConnectorId, CustomerId};
 
-/// An order as the hub stores it.
-#[derive(Clone)]
-pub struct OrderWrite<'a> {
-    pub connector: &'a str,
-    pub external_id: &'a str,
+/// One version of an order, as a source record states it.
+pub struct OrderWrite {
+    pub external_id: String,
     pub status: Option<String>,
     pub currency: Option<String>,
     pub total_minor: Option<i64>,
     pub lines: Value,
     pub placed_at: Option<DateTime<Utc>>,
     pub updated_at: Option<DateTime<Utc>>,
+}
+
+impl OrderWrite {
+    /// The stored row of a first version of the order from `connector`, owned by `customer`.
+    pub fn new_row(self, connector: &str, customer: CustomerId, at: DateTime<Utc>) -> order::Model {
+        order::Model {
+            id: Uuid::now_v7(),
+            customer_id: customer.0,
+            connector_id: connector.to_string(),
+            external_id: self.external_id,
+            status: self.status,
+            currency: self.currency,
+            total_minor: self.total_minor,
+            lines: self.lines,
+            placed_at: self.placed_at.map(|t| t.trunc_subsecs(6)),
+            source_updated_at: self.updated_at.map(|t| t.trunc_subsecs(6)),
+            created_at: at,
+            updated_at: at,
+        }
+    }
+
+    /// Apply this version to the stored `row` (and give it to `customer`) unless it is
+    /// older: an older version never overwrites a newer one, and a version without
+    /// `updated_at` never overwrites one with it. Returns whether `row` changed.
+    pub fn apply_to(self, row: &mut order::Model, customer: CustomerId, at: DateTime<Utc>) -> bool {
+        let newer = match (self.updated_at, row.source_updated_at) {
+            (Some(new), Some(old)) => new.trunc_subsecs(6) >= old,
+            (None, Some(_)) => false,
+            _ => true,
+        };
+        if newer {
+            row.customer_id = customer.0;
+            row.status = self.status;
+            row.currency = self.currency;
+            row.total_minor = self.total_minor;
+            row.lines = self.lines;
+            if self.placed_at.is_some() {
+                row.placed_at = self.placed_at.map(|t| t.trunc_subsecs(6));
+            }
+            row.source_updated_at = self.updated_at.map(|t| t.trunc_subsecs(6));
+            row.updated_at = at;
+        }
+        newer
+    }
 }
 
 /// A timeline event to append.
@@ -51,52 +93,23 @@ impl Store {
 
     /// Insert or update an order; an older version (by the platform's `updated_at`) never
     /// overwrites a newer one. Returns true when the order is new.
-    pub async fn upsert_order(&self, tx: &WriteTx, customer: CustomerId, o: OrderWrite<'_>) -> StoreResult<bool> {
-        let existing = order::Entity::find()
-            .filter(order::Column::ConnectorId.eq(o.connector))
-            .filter(order::Column::ExternalId.eq(o.external_id))
-            .one(&tx.txn)
-            .await?;
+    pub async fn upsert_order(
+        &self,
+        tx: &WriteTx,
+        customer: CustomerId,
+        connector: &str,
+        o: OrderWrite,
+    ) -> StoreResult<bool> {
+        let existing = self.orders_by_source(tx, &[(connector, o.external_id.as_str())]).await?.pop();
         let at = now();
         match existing {
             None => {
-                order::Entity::insert(order::ActiveModel {
-                    id: Set(Uuid::now_v7()),
-                    customer_id: Set(customer.0),
-                    connector_id: Set(o.connector.to_string()),
-                    external_id: Set(o.external_id.to_string()),
-                    status: Set(o.status),
-                    currency: Set(o.currency),
-                    total_minor: Set(o.total_minor),
-                    lines: Set(o.lines),
-                    placed_at: Set(o.placed_at.map(|t| t.trunc_subsecs(6))),
-                    source_updated_at: Set(o.updated_at.map(|t| t.trunc_subsecs(6))),
-                    created_at: Set(at),
-                    updated_at: Set(at),
-                })
-                .exec_without_returning(&tx.txn)
-                .await?;
+                self.write_orders(tx, vec![o.new_row(connector, customer, at)], vec![]).await?;
                 Ok(true)
             }
-            Some(row) => {
-                let newer = match (o.updated_at, row.source_updated_at) {
-                    (Some(new), Some(old)) => new.trunc_subsecs(6) >= old,
-                    (None, Some(_)) => false,
-                    _ => true,
-                };
-                if newer {
-                    let mut m: order::ActiveModel = row.into();
-                    m.customer_id = Set(customer.0);
-                    m.status = Set(o.status);
-                    m.currency = Set(o.currency);
-                    m.total_minor = Set(o.total_minor);
-                    m.lines = Set(o.lines);
-                    if o.placed_at.is_some() {
-                        m.placed_at = Set(o.placed_at.map(|t| t.trunc_subsecs(6)));
-                    }
-                    m.source_updated_at = Set(o.updated_at.map(|t| t.trunc_subsecs(6)));
-                    m.updated_at = Set(at);
-                    order::Entity::update(m).exec(&tx.txn).await?;
+            Some(mut row) => {
+                if o.apply_to(&mut row, customer, at) {
+                    self.write_orders(tx, vec![], vec![row]).await?;
                 }
                 Ok(false)
             }
