@@ -262,11 +262,16 @@ async fn listing_with_relations_costs_bounded_queries(app: TestApp) {
             )
             .await;
         }
-        let before = app.state.store.query_count();
-        let d = app.gql_ok(q, json!({"n": target})).await;
-        let cost = app.state.store.query_count() - before;
-        assert_eq!(d["customers"]["edges"].as_array().unwrap().len(), target);
-        assert_eq!(d["customers"]["edges"][0]["node"]["identities"].as_array().unwrap().len(), 2);
+        // The counter is the whole process's: the SQLite checkpointer's pass (every 250 ms)
+        // can land inside one measurement, so the cheapest of three is the query's cost.
+        let mut cost = u64::MAX;
+        for _ in 0..3 {
+            let before = app.state.store.query_count();
+            let d = app.gql_ok(q, json!({"n": target})).await;
+            cost = cost.min(app.state.store.query_count() - before);
+            assert_eq!(d["customers"]["edges"].as_array().unwrap().len(), target);
+            assert_eq!(d["customers"]["edges"][0]["node"]["identities"].as_array().unwrap().len(), 2);
+        }
         costs.push(cost);
     }
     assert_eq!(costs[0], costs[1], "query count must not grow with the page: {costs:?}");
