@@ -83,7 +83,15 @@ pub struct Extracted {
     pub keys: Vec<ParsedIdentity>,
     pub rejected: Vec<RejectedIdentifier>,
     /// Phones with no usable region yet: retry with the matched customer's regions.
-    pub deferred_phones: Vec<String>,
+    pub deferred_phones: Vec<DeferredPhone>,
+}
+
+/// A phone that no region read validly without the customer's regions: the form entered and
+/// why it failed, which stands when the customer adds no region.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeferredPhone {
+    pub raw: String,
+    pub reason: String,
 }
 
 /// Normalises identifiers under the configured junk filter and likely regions.
@@ -184,7 +192,9 @@ impl KeyExtractor {
                             raw: raw.to_string(),
                             region: phone.region().map(|r| r.to_string()),
                         }),
-                        Err(e) if e.is_region_problem() => out.deferred_phones.push(raw.to_string()),
+                        Err(e) if e.is_region_problem() => {
+                            out.deferred_phones.push(DeferredPhone { raw: raw.to_string(), reason: e.to_string() })
+                        }
                         Err(e) => out.rejected.push(RejectedIdentifier {
                             kind: id.kind,
                             raw: raw.to_string(),
@@ -215,7 +225,9 @@ impl KeyExtractor {
         out
     }
 
-    /// Second chance for phones with no region, using the matched customer's regions.
+    /// Second chance for phones with no region, using the matched customer's regions. With
+    /// no customer region the hints are the ones [`KeyExtractor::extract`] tried, so its
+    /// reason stands without parsing again.
     pub fn resolve_deferred(
         &self,
         extracted: &mut Extracted,
@@ -223,7 +235,11 @@ impl KeyExtractor {
         connector_region: Option<&str>,
         customer_regions: &[String],
     ) {
-        for raw in std::mem::take(&mut extracted.deferred_phones) {
+        for DeferredPhone { raw, reason } in std::mem::take(&mut extracted.deferred_phones) {
+            if customer_regions.is_empty() {
+                extracted.rejected.push(RejectedIdentifier { kind: IdentityKind::Phone, raw, reason });
+                continue;
+            }
             let hints = self.hints(obs.profile.country.as_deref(), connector_region, customer_regions);
             match self.phone_key(&raw, hints) {
                 Ok((key, region)) => {

@@ -1,32 +1,36 @@
 //! Bulk ingestion: many observations resolved in one transaction with a handful of
 //! statements instead of a dozen per record.
 //!
-//! The batch's keys are looked up once, with the source records of every customer found;
-//! the rules then run in memory against those customers, exactly as [`Store::ingest_in`]
-//! would run them one record at a time. Creates and attaches are buffered and written with
-//! multi-row statements of a few fixed sizes; golden records are computed in memory from
-//! each touched customer's source records, so the name the rules compare moves with every
-//! record, and written once when the batch ends. A record that merges customers writes the
-//! buffer, absorbs the others into the survivor (the same ledger, moves and consents as an
-//! online merge) and then attaches to the survivor. So the result equals ingesting the
-//! records one by one, in order.
+//! The batch's keys are looked up once, with the source records of every customer found
+//! and the pairs an admin kept apart; the rules then run in memory against those
+//! customers, exactly as [`Store::ingest_in`] would run them one record at a time. The
+//! rows they produce are handed to a writer every few hundred records, as multi-row
+//! statements of a few fixed sizes, and the writer runs them on the batch's transaction
+//! while the next records are resolved. Golden records are computed in memory from each
+//! touched customer's source records, so the name the rules compare moves with every
+//! record, and written once when the batch ends. A record that merges customers queues the
+//! merge (the same ledger, moves and consents as an online merge, run by the writer on
+//! written state) and carries on in memory with the survivor as the merge leaves it, then
+//! attaches to it. So the result equals ingesting the records one by one, in order.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use chrono::{DateTime, Utc};
-use sea_orm::{ActiveValue::Set, ConnectionTrait, DatabaseTransaction, EntityTrait, FromQueryResult, Statement};
+use sea_orm::{
+    ActiveValue::Set, ConnectionTrait, DatabaseTransaction, DbBackend, EntityTrait, FromQueryResult, Statement,
+};
 use serde_json::Value;
 use uuid::Uuid;
 
-use super::customers::{created_at, insert_identities, insert_tags, new_source_record, now};
+use super::customers::{created_at, identity_upsert, new_source_record, now, RecordOrder, KEEP_TAGS};
 use super::entities::{customer, customer_tag, identity, merge_candidate, source_record};
-use super::merges::insert_candidates;
-use super::rows::insert_rows;
+use super::merges::KEEP_CANDIDATES;
+use super::rows::insert_statements;
 use super::shapes::{padded_in, rows_per_statement, slices_of};
 use super::{ph, IngestOutcome, Store, StoreError, StoreResult};
 use crate::identity::keys::Extracted;
 use crate::identity::normalize::PersonName;
-use crate::identity::rules::{self, CustomerView, HeldKey, KeyStatus, Target};
+use crate::identity::rules::{self, Blocked, CustomerView, HeldKey, KeyStatus, Target};
 use crate::identity::survivorship::golden_record_with;
 use crate::identity::{IdentityKey, IdentityKind, KeyExtractor, Observation, RejectedIdentifier};
 use crate::ids::CustomerId;
@@ -47,6 +51,110 @@ impl BulkItem {
     }
 }
 
+/// Records resolved between two hand-overs of their rows to the writer: small enough for
+/// the writer to start early, large enough to fill a multi-row statement.
+const STREAM_RECORDS: usize = 256;
+
+/// Work for the writer of a batch.
+enum Job {
+    Run(Statement),
+    /// Write the golden records of these written customers from their `history`.
+    Golden {
+        ids: Vec<CustomerId>,
+        history: Histories,
+        at: DateTime<Utc>,
+    },
+    /// Merge `absorbed` into `survivor` ([`Store::absorb`]).
+    Absorb {
+        survivor: CustomerId,
+        absorbed: CustomerId,
+        evidence: Value,
+        at: DateTime<Utc>,
+    },
+    /// Answered once everything queued before it has run.
+    Barrier(tokio::sync::oneshot::Sender<()>),
+}
+
+/// The resolver's end of the writer's queue.
+struct Queue {
+    jobs: tokio::sync::mpsc::UnboundedSender<Job>,
+    /// How often the resolver waited for the writer (for the batch's debug line).
+    waits: std::sync::atomic::AtomicU32,
+}
+
+impl Queue {
+    fn send(&self, statements: Vec<Statement>) -> StoreResult<()> {
+        for s in statements {
+            self.push(Job::Run(s))?;
+        }
+        Ok(())
+    }
+
+    fn push(&self, job: Job) -> StoreResult<()> {
+        self.jobs.send(job).map_err(|_| writer_gone())
+    }
+
+    /// Wait until the writer has run everything queued so far.
+    async fn drain(&self) -> StoreResult<()> {
+        self.waits.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let (done, wait) = tokio::sync::oneshot::channel();
+        self.push(Job::Barrier(done))?;
+        wait.await.map_err(|_| writer_gone())
+    }
+}
+
+fn writer_gone() -> StoreError {
+    StoreError::Corrupt("the batch writer stopped".into())
+}
+
+/// A customer's source records, oldest first, as a recompute reads them.
+#[derive(Debug, Default, Clone)]
+struct History {
+    order: Vec<RecordOrder>,
+    obs: Vec<Observation>,
+}
+
+type Histories = HashMap<CustomerId, History>;
+
+impl History {
+    fn from_rows(rows: Vec<(RecordOrder, Observation)>) -> Self {
+        let (order, obs) = rows.into_iter().unzip();
+        Self { order, obs }
+    }
+
+    fn push(&mut self, at: RecordOrder, obs: Observation) {
+        self.order.push(at);
+        self.obs.push(obs);
+    }
+
+    /// Take in the records of a customer merged into this one, as the merge moves them.
+    fn absorb(&mut self, other: History) {
+        let mine = std::mem::take(self);
+        let mut a = mine.order.into_iter().zip(mine.obs).peekable();
+        let mut b = other.order.into_iter().zip(other.obs).peekable();
+        loop {
+            let next = match (a.peek(), b.peek()) {
+                (Some(x), Some(y)) if y.0 < x.0 => b.next(),
+                (Some(_), _) => a.next(),
+                (None, _) => b.next(),
+            };
+            let Some((at, obs)) = next else { break };
+            self.push(at, obs);
+        }
+    }
+}
+
+/// A merged-away customer's identities, as the survivor holds them after the merge: a key
+/// both hold stays once, active if either held it active.
+fn absorb_view(survivor: &mut CustomerView, gone: CustomerView) {
+    for h in gone.identities {
+        match survivor.identities.iter_mut().find(|x| x.key == h.key) {
+            Some(x) => x.active |= h.active,
+            None => survivor.identities.push(h),
+        }
+    }
+}
+
 /// Writes waiting for the next flush.
 #[derive(Default)]
 struct Pending {
@@ -63,16 +171,7 @@ struct Pending {
     touched: BTreeSet<CustomerId>,
     /// Every source record of each customer touched in this batch, oldest first: the
     /// golden record (and the name the rules compare) is computed from it in memory.
-    history: HashMap<CustomerId, Vec<Observation>>,
-}
-
-/// Customers created in the batch and not written yet, for [`Store::upsert_golden`]:
-/// their creation times and the pending identity rows (oldest first), which hold every
-/// identity they have.
-#[derive(Clone, Copy)]
-struct Unwritten<'a> {
-    created: &'a BTreeMap<CustomerId, DateTime<Utc>>,
-    identities: &'a [identity::Model],
+    history: Histories,
 }
 
 /// The customers met so far in the batch, as the rules see them.
@@ -82,6 +181,9 @@ struct Known {
     /// Every customer holding a key (active or set aside). A key of the batch with no
     /// entry has no holder.
     holders: HashMap<IdentityKey, Vec<CustomerId>>,
+    /// The pairs that must not merge automatically among the customers read from the
+    /// database (customers created in the batch have none: only an admin rejects a pair).
+    blocked: Blocked,
 }
 
 impl Known {
@@ -150,12 +252,59 @@ impl Store {
         self.bulk_in(&tx.txn, extractor, items).await
     }
 
+    /// Resolve the batch while its rows are written: the decisions run here, and every
+    /// [`STREAM_RECORDS`] records the rows they produced go to a writer that runs them on
+    /// the same transaction, in order, while the next records are resolved (the database
+    /// works on one core, the decisions on the other). A read that could see those rows
+    /// waits until the writer has run everything queued before it.
     async fn bulk_in(
         &self,
         txn: &DatabaseTransaction,
         extractor: &KeyExtractor,
         items: &[BulkItem],
     ) -> StoreResult<Vec<IngestOutcome>> {
+        let (queue, jobs) = tokio::sync::mpsc::unbounded_channel();
+        let queue = Queue { jobs: queue, waits: Default::default() };
+        let resolving = async move {
+            let out = self.resolve_in(txn, extractor, items, &queue).await;
+            drop(queue);
+            out
+        };
+        let (out, ()) = tokio::try_join!(resolving, self.run_jobs(txn, jobs))?;
+        Ok(out)
+    }
+
+    /// Run the queued jobs in order on `txn` until the queue closes.
+    async fn run_jobs(
+        &self,
+        txn: &DatabaseTransaction,
+        mut jobs: tokio::sync::mpsc::UnboundedReceiver<Job>,
+    ) -> StoreResult<()> {
+        while let Some(job) = jobs.recv().await {
+            match job {
+                Job::Run(statement) => {
+                    txn.execute(statement).await?;
+                }
+                Job::Golden { ids, history, at } => self.upsert_golden(txn, &ids, &history, at).await?,
+                Job::Absorb { survivor, absorbed, evidence, at } => {
+                    self.absorb(txn, survivor, absorbed, "shared_identifier", evidence, "system", None, at).await?;
+                }
+                Job::Barrier(done) => {
+                    let _ = done.send(());
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn resolve_in(
+        &self,
+        txn: &DatabaseTransaction,
+        extractor: &KeyExtractor,
+        items: &[BulkItem],
+        queue: &Queue,
+    ) -> StoreResult<Vec<IngestOutcome>> {
+        let b = self.backend();
         let at = now();
         let started = std::time::Instant::now();
         let mut merges = 0usize;
@@ -191,6 +340,7 @@ impl Store {
                     extracted.keys.iter().map(|k| &k.key).filter(|k| !looked_up.contains(*k)).collect();
                 if !fresh.is_empty() {
                     // Nothing in this batch wrote these keys, so the database knows every holder.
+                    queue.drain().await?;
                     self.load_holders(txn, &fresh, &mut known, &mut pending.history).await?;
                     looked_up.extend(fresh.into_iter().cloned());
                 }
@@ -199,53 +349,54 @@ impl Store {
             let mut holder_ids = known.holders_of(&record_keys);
             holder_ids.sort_unstable();
             let views: Vec<CustomerView> = holder_ids.iter().filter_map(|c| known.views.get(c).cloned()).collect();
-            let blocked = if holder_ids.len() >= 2 {
-                let raw: Vec<Uuid> = holder_ids.iter().map(|c| c.0).collect();
-                self.blocked_pairs(txn, &raw).await?
-            } else {
-                Default::default()
-            };
             let record_name = PersonName::parse(
                 obs.profile.given_name.as_deref(),
                 obs.profile.family_name.as_deref(),
                 obs.profile.full_name.as_deref(),
             )
             .ok();
-            let plan = rules::plan(extractor.rules(), &record_keys, record_name.as_ref(), &views, &blocked, None);
+            let plan = rules::plan(extractor.rules(), &record_keys, record_name.as_ref(), &views, &known.blocked, None);
 
             let (customer_id, created, merged) = match plan.target {
                 Target::Create => {
                     let id = CustomerId::new();
                     pending.created.insert(id, created_at(obs, at));
                     known.views.insert(id, CustomerView { id, name: None, identities: vec![] });
-                    pending.history.insert(id, vec![]);
+                    pending.history.insert(id, History::default());
                     (id, true, vec![])
                 }
                 Target::Attach(id) => {
                     if let std::collections::hash_map::Entry::Vacant(slot) = pending.history.entry(id) {
-                        slot.insert(self.source_observations(txn, id).await?);
+                        queue.drain().await?;
+                        let rows = self.source_histories_of(txn, &[id.0]).await?.remove(&id).unwrap_or_default();
+                        slot.insert(History::from_rows(rows));
                     }
                     (id, false, vec![])
                 }
                 Target::Merge { survivor, absorbed } => {
-                    // Absorb on written state, then carry on as an attach to the survivor.
+                    // The writer absorbs on written state, after the rows so far; the rules
+                    // carry on here with the survivor as the merge leaves it.
                     merges += 1;
-                    self.write_rows(txn, &mut pending, at).await?;
+                    queue.send(self.row_statements(b, &mut pending, at)?)?;
                     let early: Vec<CustomerId> =
                         absorbed.iter().filter(|a| pending.touched.remove(*a)).copied().collect();
-                    self.upsert_golden(txn, &early, &pending.history, None, at).await?;
+                    if !early.is_empty() {
+                        let history =
+                            early.iter().filter_map(|a| Some((*a, pending.history.get(a)?.clone()))).collect();
+                        queue.push(Job::Golden { ids: early, history, at })?;
+                    }
                     let evidence = serde_json::to_value(&plan.evidence).unwrap_or(Value::Null);
+                    let mut merged = known.views.get(&survivor).cloned().expect("a merged customer is known");
+                    let mut records = pending.history.remove(&survivor).expect("a known customer's history");
                     for a in &absorbed {
-                        self.absorb(txn, survivor, *a, "shared_identifier", evidence.clone(), "system", None, at)
-                            .await?;
+                        queue.push(Job::Absorb { survivor, absorbed: *a, evidence: evidence.clone(), at })?;
+                        absorb_view(&mut merged, known.views.get(a).cloned().expect("a merged customer is known"));
                         known.forget(*a);
-                        pending.history.remove(a);
+                        records.absorb(pending.history.remove(a).expect("a known customer's history"));
                     }
                     known.forget(survivor);
-                    for view in self.customer_views(txn, &[survivor.0]).await? {
-                        known.index(view);
-                    }
-                    pending.history.insert(survivor, self.source_observations(txn, survivor).await?);
+                    known.index(merged);
+                    pending.history.insert(survivor, records);
                     (survivor, false, absorbed)
                 }
             };
@@ -268,9 +419,10 @@ impl Store {
                 }
             }
             // The golden name moves with every record, as a recompute would move it.
+            let record = new_source_record(customer_id, obs, at)?;
             let history = pending.history.get_mut(&customer_id).expect("history loaded above");
-            history.push(obs.clone());
-            let golden = golden_record_with(&self.survivorship, history);
+            history.push((at, *record.id.as_ref()), obs.clone());
+            let golden = golden_record_with(&self.survivorship, &history.obs);
             view.name = PersonName::parse(
                 golden.given_name.as_deref(),
                 golden.family_name.as_deref(),
@@ -283,16 +435,26 @@ impl Store {
                     pending.suggest(customer_id, s.other, &s.rule, evidence, at);
                 }
             }
-            pending.records.push(new_source_record(customer_id, obs, at)?);
+            pending.records.push(record);
             pending.touched.insert(customer_id);
             out.push(IngestOutcome { customer_id, created, merged, rejected });
+            if pending.records.len() >= STREAM_RECORDS {
+                queue.send(self.row_statements(b, &mut pending, at)?)?;
+            }
+            // The writer runs in this task: let it hand its next statement to the database.
+            tokio::task::yield_now().await;
         }
         let resolved_in = started.elapsed();
+        queue.send(self.row_statements(b, &mut pending, at)?)?;
+        queue.drain().await?;
+        let drained_in = started.elapsed();
         self.flush(txn, &mut pending, at).await?;
         tracing::debug!(
             records = items.len(),
             merges,
             resolve_ms = resolved_in.as_millis() as u64,
+            drained_ms = drained_in.as_millis() as u64,
+            waits = queue.waits.load(std::sync::atomic::Ordering::Relaxed),
             lookup_ms = looked_up_in.as_millis() as u64,
             total_ms = started.elapsed().as_millis() as u64,
             "bulk batch resolved"
@@ -308,7 +470,7 @@ impl Store {
         txn: &DatabaseTransaction,
         keys: &[&IdentityKey],
         known: &mut Known,
-        history: &mut HashMap<CustomerId, Vec<Observation>>,
+        history: &mut Histories,
     ) -> StoreResult<()> {
         self.lock_key_set(txn, keys).await?;
         let held = self.holders_of_keys(txn, keys).await?;
@@ -328,8 +490,11 @@ impl Store {
         for view in self.customer_views(txn, &live).await? {
             known.index(view);
         }
+        known.blocked.extend(self.pairs_blocked_around(txn, &live).await?);
         let unread: Vec<Uuid> = live.into_iter().filter(|id| !history.contains_key(&CustomerId(*id))).collect();
-        history.extend(self.source_observations_of(txn, &unread).await?);
+        history.extend(
+            self.source_histories_of(txn, &unread).await?.into_iter().map(|(c, rows)| (c, History::from_rows(rows))),
+        );
         Ok(())
     }
 
@@ -416,20 +581,19 @@ impl Store {
         Err(StoreError::Corrupt("merge chain too long".into()))
     }
 
-    /// Write everything pending, then recompute the golden record of each touched customer.
+    /// Recompute the golden record of each touched customer (the rows are written).
     async fn flush(&self, txn: &DatabaseTransaction, pending: &mut Pending, at: DateTime<Utc>) -> StoreResult<()> {
-        self.write_rows(txn, pending, at).await?;
         let touched: Vec<CustomerId> = std::mem::take(&mut pending.touched).into_iter().collect();
         for chunk in slices_of(&touched, rows_per_statement(11)) {
-            self.upsert_golden(txn, chunk, &pending.history, None, at).await?;
+            self.upsert_golden(txn, chunk, &pending.history, at).await?;
         }
         Ok(())
     }
 
-    /// Write the pending rows. Touched customers and their history stay: golden records
-    /// are computed from the history once, when the batch ends (tags are a union, so no
-    /// intermediate golden record is missed).
-    async fn write_rows(&self, txn: &DatabaseTransaction, pending: &mut Pending, at: DateTime<Utc>) -> StoreResult<()> {
+    /// The statements that write the pending rows, which leave `pending`. Touched customers
+    /// and their history stay: golden records are computed from the history once, when the
+    /// batch ends (tags are a union, so no intermediate golden record is missed).
+    fn row_statements(&self, b: DbBackend, pending: &mut Pending, at: DateTime<Utc>) -> StoreResult<Vec<Statement>> {
         let p = Pending {
             history: std::mem::take(&mut pending.history),
             touched: std::mem::take(&mut pending.touched),
@@ -438,85 +602,78 @@ impl Store {
         let p = std::mem::replace(pending, p);
         // New customers first (identities refer to them), golden fields included; their
         // primary email and phone come from their identities, all of them still pending.
+        let mut out = Vec::new();
         let new: Vec<CustomerId> = p.created.keys().copied().collect();
+        // Newest first, as the database would order them (all pending rows share `at`).
+        let primaries = primaries_of(p.identities.iter().rev().filter(|i| i.status == "active"));
         for chunk in slices_of(&new, rows_per_statement(11)) {
-            self.upsert_golden(
-                txn,
-                chunk,
-                &pending.history,
-                Some(Unwritten { created: &p.created, identities: &p.identities }),
-                at,
-            )
-            .await?;
+            out.extend(self.golden_statements(b, chunk, &pending.history, &primaries, Some(&p.created), at)?);
         }
         for id in &new {
             pending.touched.remove(id);
         }
         let (active, aside): (Vec<identity::Model>, Vec<identity::Model>) =
             p.identities.into_iter().partition(|i| i.status == "active");
-        insert_identities(txn, active.into_iter().map(Into::into).collect(), true).await?;
-        insert_identities(txn, aside.into_iter().map(Into::into).collect(), false).await?;
-        insert_rows(txn, p.records, "").await?;
-        insert_candidates(txn, p.suggestions).await?;
-        Ok(())
+        let models = |rows: Vec<identity::Model>| rows.into_iter().map(identity::ActiveModel::from).collect::<Vec<_>>();
+        out.extend(insert_statements(b, models(active), identity_upsert(true))?);
+        out.extend(insert_statements(b, models(aside), identity_upsert(false))?);
+        out.extend(insert_statements(b, p.records, "")?);
+        out.extend(insert_statements(b, p.suggestions, KEEP_CANDIDATES)?);
+        Ok(out)
     }
 
-    /// Write the golden records of `ids`, computed from their complete `history`, with one
-    /// upsert for all. Existing customers are updated; their primary email and phone (the
-    /// most recent active identities) are read from the database; customers not written yet
-    /// are inserted, with what `new` holds about them.
+    /// Write the golden records of `ids` (written customers), computed from their complete
+    /// `history`, with one upsert for all; their primary email and phone (the most recent
+    /// active identities) are read from the database.
     async fn upsert_golden(
         &self,
         txn: &DatabaseTransaction,
         ids: &[CustomerId],
-        history: &HashMap<CustomerId, Vec<Observation>>,
-        new: Option<Unwritten<'_>>,
+        history: &Histories,
         at: DateTime<Utc>,
     ) -> StoreResult<()> {
         use sea_orm::{ColumnTrait, QueryFilter, QueryOrder};
         if ids.is_empty() {
             return Ok(());
         }
-        let read: Vec<identity::Model>;
-        // Newest first, as the query orders them (all pending rows share `at`).
-        let newest_first: Vec<&identity::Model> = match new {
-            Some(u) => u.identities.iter().rev().filter(|i| i.status == "active").collect(),
-            None => {
-                let raw: Vec<Uuid> = ids.iter().map(|c| c.0).collect();
-                read = identity::Entity::find()
-                    .filter(identity::Column::CustomerId.is_in(padded_in(&raw, 256).concat()))
-                    .filter(identity::Column::Status.eq("active"))
-                    .order_by_desc(identity::Column::LastSeen)
-                    .order_by_desc(identity::Column::Id)
-                    .all(txn)
-                    .await?;
-                read.iter().collect()
-            }
-        };
-        let mut primaries: HashMap<(Uuid, &str), String> = HashMap::new();
-        for i in newest_first {
-            let kind = i.kind.as_str();
-            if kind != IdentityKind::Email.as_str() && kind != IdentityKind::Phone.as_str() {
-                continue;
-            }
-            primaries.entry((i.customer_id, kind)).or_insert_with(|| {
-                if kind == IdentityKind::Email.as_str() {
-                    i.raw.clone().unwrap_or_else(|| i.value.clone()).trim().to_lowercase()
-                } else {
-                    i.value.clone()
-                }
-            });
+        let raw: Vec<Uuid> = ids.iter().map(|c| c.0).collect();
+        // Newest first.
+        let read = identity::Entity::find()
+            .filter(identity::Column::CustomerId.is_in(padded_in(&raw, 256).concat()))
+            .filter(identity::Column::Status.eq("active"))
+            .order_by_desc(identity::Column::LastSeen)
+            .order_by_desc(identity::Column::Id)
+            .all(txn)
+            .await?;
+        let primaries = primaries_of(read.iter());
+        for statement in self.golden_statements(self.backend(), ids, history, &primaries, None, at)? {
+            txn.execute(statement).await?;
         }
-        let created = new.map(|u| u.created);
+        Ok(())
+    }
 
-        // An upsert on the primary key rather than UPDATE … FROM (VALUES …): SQLite may plan
-        // the latter as a scan of every customer.
-        let b = self.backend();
+    /// The upsert of the golden records of `ids`, computed from their complete `history`,
+    /// with their `primaries`; a customer not written yet is inserted with its time in
+    /// `created` (an upsert on the primary key rather than UPDATE … FROM (VALUES …): SQLite
+    /// may plan the latter as a scan of every customer).
+    fn golden_statements(
+        &self,
+        b: DbBackend,
+        ids: &[CustomerId],
+        history: &Histories,
+        primaries: &Primaries,
+        created: Option<&BTreeMap<CustomerId, DateTime<Utc>>>,
+        at: DateTime<Utc>,
+    ) -> StoreResult<Vec<Statement>> {
+        if ids.is_empty() {
+            return Ok(vec![]);
+        }
         let mut values: Vec<sea_orm::Value> = Vec::with_capacity(ids.len() * 11);
         let mut tuples = Vec::with_capacity(ids.len());
         let mut tags: Vec<customer_tag::ActiveModel> = Vec::new();
         for id in ids {
-            let golden = golden_record_with(&self.survivorship, history.get(id).map(Vec::as_slice).unwrap_or(&[]));
+            let golden =
+                golden_record_with(&self.survivorship, history.get(id).map(|h| h.obs.as_slice()).unwrap_or(&[]));
             let mut traits = golden.traits.clone();
             if let Some(d) = golden.birth_date {
                 traits.insert("birthDate".into(), Value::String(d.to_string()));
@@ -551,10 +708,32 @@ impl Store {
                version = customers.version + 1, updated_at = excluded.updated_at",
             tuples.join(", ")
         );
-        txn.execute(Statement::from_sql_and_values(b, sql, values)).await?;
-        insert_tags(txn, tags).await?;
-        Ok(())
+        let mut out = vec![Statement::from_sql_and_values(b, sql, values)];
+        out.extend(insert_statements(b, tags, KEEP_TAGS)?);
+        Ok(out)
     }
+}
+
+/// The primary email and phone of each customer: the first active identity of each kind in
+/// `newest_first`.
+type Primaries = HashMap<(Uuid, &'static str), String>;
+
+fn primaries_of<'a>(newest_first: impl Iterator<Item = &'a identity::Model>) -> Primaries {
+    let mut primaries = Primaries::new();
+    for i in newest_first {
+        let kind = match IdentityKind::parse(&i.kind) {
+            Some(k @ (IdentityKind::Email | IdentityKind::Phone)) => k,
+            _ => continue,
+        };
+        primaries.entry((i.customer_id, kind.as_str())).or_insert_with(|| {
+            if kind == IdentityKind::Email {
+                i.raw.clone().unwrap_or_else(|| i.value.clone()).trim().to_lowercase()
+            } else {
+                i.value.clone()
+            }
+        });
+    }
+    primaries
 }
 
 impl Pending {

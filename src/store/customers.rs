@@ -122,6 +122,9 @@ pub(crate) fn new_customer(id: CustomerId, obs: &Observation, at: DateTime<Utc>)
     }
 }
 
+/// Where a source record stands in the order a recompute reads a customer's records.
+pub(crate) type RecordOrder = (DateTime<Utc>, Uuid);
+
 /// The source record that stores `obs` verbatim on `customer_id`.
 pub(crate) fn new_source_record(
     customer_id: CustomerId,
@@ -369,7 +372,23 @@ impl Store {
         txn: &DatabaseTransaction,
         ids: &[Uuid],
     ) -> StoreResult<HashMap<CustomerId, Vec<Observation>>> {
-        let mut out: HashMap<CustomerId, Vec<Observation>> = ids.iter().map(|id| (CustomerId(*id), vec![])).collect();
+        Ok(self
+            .source_histories_of(txn, ids)
+            .await?
+            .into_iter()
+            .map(|(c, rows)| (c, rows.into_iter().map(|(_, obs)| obs).collect()))
+            .collect())
+    }
+
+    /// Each customer's source records as observations with their place in the order a
+    /// recompute reads them: `(received_at, id)`, oldest first.
+    pub(crate) async fn source_histories_of(
+        &self,
+        txn: &DatabaseTransaction,
+        ids: &[Uuid],
+    ) -> StoreResult<HashMap<CustomerId, Vec<(RecordOrder, Observation)>>> {
+        let mut out: HashMap<CustomerId, Vec<(RecordOrder, Observation)>> =
+            ids.iter().map(|id| (CustomerId(*id), vec![])).collect();
         if ids.is_empty() {
             return Ok(out);
         }
@@ -382,7 +401,7 @@ impl Store {
                 .await?;
             for r in rows {
                 let (Some(c), Ok(obs)) = (r.customer_id, serde_json::from_value(r.payload)) else { continue };
-                out.entry(CustomerId(c)).or_default().push(obs);
+                out.entry(CustomerId(c)).or_default().push(((r.received_at, r.id), obs));
             }
         }
         Ok(out)
@@ -792,16 +811,26 @@ pub(crate) async fn insert_identities(
     rows: Vec<identity::ActiveModel>,
     active: bool,
 ) -> StoreResult<()> {
-    const SEEN: &str = "ON CONFLICT (customer_id, kind, namespace, value) DO UPDATE SET last_seen = excluded.last_seen";
-    const CLAIMED: &str =
-        "ON CONFLICT (customer_id, kind, namespace, value) DO UPDATE SET last_seen = excluded.last_seen, \
-                           raw = excluded.raw, status = excluded.status, set_aside_reason = excluded.set_aside_reason";
-    insert_rows(txn, rows, if active { CLAIMED } else { SEEN }).await
+    insert_rows(txn, rows, identity_upsert(active)).await
 }
+
+/// The `ON CONFLICT` clause of an identity insert: `active` rows claim the key and take the
+/// newer raw form, set-aside rows only mark an existing row seen.
+pub(crate) fn identity_upsert(active: bool) -> &'static str {
+    if active {
+        "ON CONFLICT (customer_id, kind, namespace, value) DO UPDATE SET last_seen = excluded.last_seen, \
+         raw = excluded.raw, status = excluded.status, set_aside_reason = excluded.set_aside_reason"
+    } else {
+        "ON CONFLICT (customer_id, kind, namespace, value) DO UPDATE SET last_seen = excluded.last_seen"
+    }
+}
+
+/// The `ON CONFLICT` clause of a tag insert: tags already there stay.
+pub(crate) const KEEP_TAGS: &str = "ON CONFLICT (customer_id, tag) DO NOTHING";
 
 /// Add tags, keeping those already there.
 pub(crate) async fn insert_tags(txn: &DatabaseTransaction, rows: Vec<customer_tag::ActiveModel>) -> StoreResult<()> {
-    insert_rows(txn, rows, "ON CONFLICT (customer_id, tag) DO NOTHING").await
+    insert_rows(txn, rows, KEEP_TAGS).await
 }
 
 fn group<T>(rows: Vec<T>, key: impl Fn(&T) -> Uuid) -> HashMap<Uuid, Vec<T>> {

@@ -64,8 +64,11 @@ pub(crate) async fn insert_candidates(
     txn: &DatabaseTransaction,
     rows: Vec<merge_candidate::ActiveModel>,
 ) -> StoreResult<()> {
-    super::rows::insert_rows(txn, rows, "ON CONFLICT (customer_a, customer_b) DO NOTHING").await
+    super::rows::insert_rows(txn, rows, KEEP_CANDIDATES).await
 }
+
+/// The `ON CONFLICT` clause of a candidate insert: a pair already queued or decided stays.
+pub(crate) const KEEP_CANDIDATES: &str = "ON CONFLICT (customer_a, customer_b) DO NOTHING";
 
 fn ordered(a: Uuid, b: Uuid) -> (Uuid, Uuid) {
     if a <= b {
@@ -121,6 +124,28 @@ impl Store {
             .all(db)
             .await?;
         Ok(rows.iter().map(|r| blocked_pair(CustomerId(r.customer_a), CustomerId(r.customer_b))).collect())
+    }
+
+    /// Every pair that must not merge automatically with one side among `ids` (a superset
+    /// of [`Store::blocked_pairs`] of any subset: the bulk path reads it once per batch).
+    pub(crate) async fn pairs_blocked_around<C: ConnectionTrait>(&self, db: &C, ids: &[Uuid]) -> StoreResult<Blocked> {
+        let mut out = Blocked::new();
+        if ids.is_empty() {
+            return Ok(out);
+        }
+        for chunk in super::shapes::padded_in(ids, 256) {
+            let rows = merge_candidate::Entity::find()
+                .filter(merge_candidate::Column::Status.eq("rejected"))
+                .filter(
+                    Condition::any()
+                        .add(merge_candidate::Column::CustomerA.is_in(chunk.iter().copied()))
+                        .add(merge_candidate::Column::CustomerB.is_in(chunk.iter().copied())),
+                )
+                .all(db)
+                .await?;
+            out.extend(rows.iter().map(|r| blocked_pair(CustomerId(r.customer_a), CustomerId(r.customer_b))));
+        }
+        Ok(out)
     }
 
     /// Queue a pair for review (once per pair; a decided pair stays decided).

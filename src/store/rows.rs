@@ -2,7 +2,9 @@
 //! bound in order under one statement text per row count, without building a query tree
 //! per statement. Used where rows are written by the thousand (the bulk path).
 
-use sea_orm::{ActiveModelTrait, ConnectionTrait, DatabaseTransaction, EntityName, Iden, Iterable, Statement};
+use sea_orm::{
+    ActiveModelTrait, ConnectionTrait, DatabaseBackend, DatabaseTransaction, EntityName, Iden, Iterable, Statement,
+};
 
 use super::shapes::{chunks_of, rows_per_statement};
 use super::{ph, StoreError, StoreResult};
@@ -13,10 +15,21 @@ pub(crate) async fn insert_rows<A>(txn: &DatabaseTransaction, rows: Vec<A>, tail
 where
     A: ActiveModelTrait,
 {
-    if rows.is_empty() {
-        return Ok(());
+    for statement in insert_statements(txn.get_database_backend(), rows, tail)? {
+        txn.execute(statement).await?;
     }
-    let b = txn.get_database_backend();
+    Ok(())
+}
+
+/// The statements [`insert_rows`] runs, for a caller that sends them itself.
+pub(crate) fn insert_statements<A>(b: DatabaseBackend, rows: Vec<A>, tail: &str) -> StoreResult<Vec<Statement>>
+where
+    A: ActiveModelTrait,
+{
+    let mut out = Vec::new();
+    if rows.is_empty() {
+        return Ok(out);
+    }
     let columns: Vec<<A::Entity as sea_orm::EntityTrait>::Column> =
         <<A::Entity as sea_orm::EntityTrait>::Column as Iterable>::iter().collect();
     let names: Vec<String> = columns.iter().map(|c| format!("\"{}\"", c.to_string())).collect();
@@ -45,7 +58,7 @@ where
             sql.push(' ');
             sql.push_str(tail);
         }
-        txn.execute(Statement::from_sql_and_values(b, sql, values)).await?;
+        out.push(Statement::from_sql_and_values(b, sql, values));
     }
-    Ok(())
+    Ok(out)
 }

@@ -303,6 +303,16 @@ async fn manual_merge_preview_and_unmerge_restore_both_sides(app: TestApp) {
     assert_eq!(both["mergedIds"], json!([]));
     let d = app.gql_ok("{ customers { totalCount } }", json!({})).await;
     assert_eq!(d["customers"]["totalCount"], 2);
+
+    // Nor through the bulk path (imports, webhook batches), even when the names agree.
+    let mut both =
+        obs("both-bulk", "Annie", &[(IdentityKind::Email, "ann@acme.io"), (IdentityKind::Phone, "+12068720999")]);
+    both.profile.family_name = Some("Lee-Smith".into());
+    let item = junction::store::BulkItem::new(&app.state.extractor, both, None);
+    let out = app.state.store.ingest_bulk(&app.state.extractor, &[item]).await.expect("bulk ingest");
+    assert!(out[0].merged.is_empty(), "the unmerged pair stays apart: {:?}", out[0]);
+    let d = app.gql_ok("{ customers { totalCount } }", json!({})).await;
+    assert_eq!(d["customers"]["totalCount"], 2);
 }
 
 fn obs(rid: &str, given: &str, ids: &[(IdentityKind, &str)]) -> Observation {
