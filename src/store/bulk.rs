@@ -280,20 +280,32 @@ impl Store {
         txn: &DatabaseTransaction,
         mut jobs: tokio::sync::mpsc::UnboundedReceiver<Job>,
     ) -> StoreResult<()> {
+        // Time spent on rows, golden records and merges, for the batch's debug line.
+        let mut spent = [std::time::Duration::ZERO; 3];
         while let Some(job) = jobs.recv().await {
-            match job {
+            let t = std::time::Instant::now();
+            let slot = match job {
                 Job::Run(statement) => {
                     txn.execute(statement).await?;
+                    0
                 }
-                Job::Golden { ids, history, at } => self.upsert_golden(txn, &ids, &history, at).await?,
+                Job::Golden { ids, history, at } => {
+                    self.upsert_golden(txn, &ids, &history, at).await?;
+                    1
+                }
                 Job::Absorb { survivor, absorbed, evidence, at } => {
                     self.absorb(txn, survivor, absorbed, "shared_identifier", evidence, "system", None, at).await?;
+                    2
                 }
                 Job::Barrier(done) => {
                     let _ = done.send(());
+                    continue;
                 }
-            }
+            };
+            spent[slot] += t.elapsed();
         }
+        let [rows, golden, merges] = spent.map(|d| d.as_millis() as u64);
+        tracing::debug!(rows_ms = rows, golden_ms = golden, merges_ms = merges, "bulk batch written");
         Ok(())
     }
 

@@ -7,14 +7,14 @@ use chrono::{DateTime, Utc};
 use sea_orm::sea_query::{Expr, OnConflict};
 use sea_orm::{
     ActiveValue::Set, ColumnTrait, Condition, ConnectionTrait, DatabaseTransaction, EntityTrait, QueryFilter,
-    QueryOrder, QuerySelect,
+    QueryOrder, QuerySelect, Statement,
 };
 use serde_json::{json, Value};
 use uuid::Uuid;
 
 use super::customers::now;
-use super::entities::{customer, customer_tag, event, identity, merge, merge_candidate, order, source_record};
-use super::{Cursor, Page, PageRequest, Store, StoreError, StoreResult};
+use super::entities::{customer, event, identity, merge, merge_candidate, order, source_record};
+use super::{ph, Cursor, Page, PageRequest, Store, StoreError, StoreResult};
 use crate::identity::normalize::PersonName;
 use crate::identity::rules::{self, blocked_pair, Blocked, CustomerView, Explanation, HeldKey};
 use crate::identity::survivorship::{golden_record_with, GoldenRecord};
@@ -69,6 +69,14 @@ pub(crate) async fn insert_candidates(
 
 /// The `ON CONFLICT` clause of a candidate insert: a pair already queued or decided stays.
 pub(crate) const KEEP_CANDIDATES: &str = "ON CONFLICT (customer_a, customer_b) DO NOTHING";
+
+/// Point `table`'s rows of customer `from` to `to`, returning their ids.
+async fn repoint(txn: &DatabaseTransaction, table: &str, column: &str, from: Uuid, to: Uuid) -> StoreResult<Vec<Uuid>> {
+    let b = txn.get_database_backend();
+    let sql = format!("UPDATE {table} SET {column} = {} WHERE {column} = {} RETURNING id", ph(b, 1), ph(b, 2));
+    let rows = txn.query_all(Statement::from_sql_and_values(b, sql, [to.into(), from.into()])).await?;
+    Ok(rows.iter().map(|r| r.try_get::<Uuid>("", "id")).collect::<Result<_, _>>()?)
+}
 
 fn ordered(a: Uuid, b: Uuid) -> (Uuid, Uuid) {
     if a <= b {
@@ -213,67 +221,43 @@ impl Store {
         if !drop_ids.is_empty() {
             identity::Entity::delete_many().filter(identity::Column::Id.is_in(drop_ids.clone())).exec(txn).await?;
         }
-        let moved_idents: Vec<Uuid> =
-            idents.iter().filter(|i| i.customer_id == a && !drop_ids.contains(&i.id)).map(|i| i.id).collect();
-        let ids_of = |rows: Vec<Uuid>| rows;
-        let records: Vec<Uuid> = ids_of(
-            source_record::Entity::find()
-                .select_only()
-                .column(source_record::Column::Id)
-                .filter(source_record::Column::CustomerId.eq(a))
-                .into_tuple()
-                .all(txn)
-                .await?,
-        );
-        let events: Vec<Uuid> = event::Entity::find()
-            .select_only()
-            .column(event::Column::Id)
-            .filter(event::Column::CustomerId.eq(a))
-            .into_tuple()
-            .all(txn)
-            .await?;
-        let orders: Vec<Uuid> = order::Entity::find()
-            .select_only()
-            .column(order::Column::Id)
-            .filter(order::Column::CustomerId.eq(a))
-            .into_tuple()
-            .all(txn)
-            .await?;
-        let redirected: Vec<Uuid> = customer::Entity::find()
-            .select_only()
-            .column(customer::Column::Id)
-            .filter(customer::Column::MergedInto.eq(a))
-            .into_tuple()
-            .all(txn)
-            .await?;
-        identity::Entity::update_many()
-            .col_expr(identity::Column::CustomerId, Expr::value(s))
-            .filter(identity::Column::CustomerId.eq(a))
-            .exec(txn)
-            .await?;
-        event::Entity::update_many()
-            .col_expr(event::Column::CustomerId, Expr::value(s))
-            .filter(event::Column::CustomerId.eq(a))
-            .exec(txn)
-            .await?;
-        order::Entity::update_many()
-            .col_expr(order::Column::CustomerId, Expr::value(s))
-            .filter(order::Column::CustomerId.eq(a))
-            .exec(txn)
-            .await?;
-        source_record::Entity::update_many()
-            .col_expr(source_record::Column::CustomerId, Expr::value(s))
-            .filter(source_record::Column::CustomerId.eq(a))
-            .exec(txn)
-            .await?;
-        let tags = customer_tag::Entity::find().filter(customer_tag::Column::CustomerId.eq(a)).all(txn).await?;
-        customer_tag::Entity::delete_many().filter(customer_tag::Column::CustomerId.eq(a)).exec(txn).await?;
-        self.add_tags(txn, survivor, tags.iter().map(|t| t.tag.as_str()), at).await?;
-        customer::Entity::update_many()
-            .col_expr(customer::Column::MergedInto, Expr::value(s))
-            .filter(Condition::any().add(customer::Column::Id.eq(a)).add(customer::Column::MergedInto.eq(a)))
-            .exec(txn)
-            .await?;
+        // Each move returns what it moved (one statement instead of a read and a write).
+        let mut moved_idents = repoint(txn, "identities", "customer_id", a, s).await?;
+        moved_idents.sort_unstable();
+        let records = repoint(txn, "source_records", "customer_id", a, s).await?;
+        let events = repoint(txn, "events", "customer_id", a, s).await?;
+        let orders = repoint(txn, "orders", "customer_id", a, s).await?;
+        let b = txn.get_database_backend();
+        let tags: Vec<String> = txn
+            .query_all(Statement::from_sql_and_values(
+                b,
+                format!("DELETE FROM customer_tags WHERE customer_id = {} RETURNING tag", ph(b, 1)),
+                [a.into()],
+            ))
+            .await?
+            .iter()
+            .map(|r| r.try_get::<String>("", "tag"))
+            .collect::<Result<_, _>>()?;
+        self.add_tags(txn, survivor, tags.iter().map(String::as_str), at).await?;
+        // The absorbed customer and those already redirected to it now point to the survivor.
+        let redirected: Vec<Uuid> = txn
+            .query_all(Statement::from_sql_and_values(
+                b,
+                format!(
+                    "UPDATE customers SET merged_into = {} WHERE id = {} OR merged_into = {} RETURNING id",
+                    ph(b, 1),
+                    ph(b, 2),
+                    ph(b, 2)
+                ),
+                [s.into(), a.into()],
+            ))
+            .await?
+            .iter()
+            .map(|r| r.try_get::<Uuid>("", "id"))
+            .collect::<Result<Vec<_>, _>>()?
+            .into_iter()
+            .filter(|id| *id != a)
+            .collect();
         // Pending suggestions between the two are settled by the merge.
         let (x, y) = ordered(s, a);
         merge_candidate::Entity::update_many()
@@ -287,7 +271,7 @@ impl Store {
             .await?;
         let moved = json!({
             "identities": moved_idents, "dropped_identities": dropped, "source_records": records,
-            "events": events, "orders": orders, "tags": tags.iter().map(|t| t.tag.clone()).collect::<Vec<_>>(),
+            "events": events, "orders": orders, "tags": tags,
             "redirected": redirected,
         });
         let merge_id = Uuid::now_v7();
