@@ -7,6 +7,7 @@ mod m20261123_000002_identity_rules;
 mod m20261123_000003_sync;
 mod m20261123_000004_access;
 mod m20261124_000005_lean_identity_indexes;
+mod m20261124_000006_set_aside_key_index;
 
 pub struct Migrator;
 
@@ -19,6 +20,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261123_000003_sync::Migration),
             Box::new(m20261123_000004_access::Migration),
             Box::new(m20261124_000005_lean_identity_indexes::Migration),
+            Box::new(m20261124_000006_set_aside_key_index::Migration),
         ]
     }
 }

@@ -546,11 +546,16 @@ impl Store {
                 values.push(k.namespace.as_str().into());
                 values.push(k.value.as_str().into());
             }
+            // Active and set-aside holders apart, each arm through its partial index.
+            let columns = "i.id, i.customer_id, i.kind, i.namespace, i.value, i.raw, i.source_connector, i.status, \
+                           i.set_aside_reason, i.first_seen, i.last_seen";
             let sql = format!(
-                "SELECT i.id, i.customer_id, i.kind, i.namespace, i.value, i.raw, i.source_connector, i.status, \
-                        i.set_aside_reason, i.first_seen, i.last_seen \
-                 FROM (VALUES {}) AS v JOIN identities i \
-                   ON i.kind = v.column1 AND i.namespace = v.column2 AND i.value = v.column3",
+                "WITH v (kind, namespace, value) AS (VALUES {}) \
+                 SELECT {columns} FROM v JOIN identities i ON i.status = 'active' \
+                   AND i.kind = v.kind AND i.namespace = v.namespace AND i.value = v.value \
+                 UNION ALL \
+                 SELECT {columns} FROM v JOIN identities i ON i.status <> 'active' \
+                   AND i.kind = v.kind AND i.namespace = v.namespace AND i.value = v.value",
                 tuples.join(", ")
             );
             rows.extend(

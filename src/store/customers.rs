@@ -77,14 +77,18 @@ pub(crate) fn now() -> DateTime<Utc> {
     Utc::now().trunc_subsecs(6)
 }
 
-fn key_condition(keys: &[&IdentityKey]) -> Condition {
+/// Identity rows (any status) holding any of `keys`. Each key is asked for twice, active
+/// and not, so that each arm can use its partial index (`ux_identities_active_key`,
+/// `ix_identities_set_aside_key`): no index covers both.
+pub(crate) fn key_condition(keys: &[&IdentityKey]) -> Condition {
     keys.iter().fold(Condition::any(), |c, k| {
-        c.add(
+        let key = || {
             Condition::all()
                 .add(identity::Column::Kind.eq(k.kind.as_str()))
                 .add(identity::Column::Namespace.eq(k.namespace.as_str()))
-                .add(identity::Column::Value.eq(k.value.as_str())),
-        )
+                .add(identity::Column::Value.eq(k.value.as_str()))
+        };
+        c.add(key().add(identity::Column::Status.eq("active"))).add(key().add(identity::Column::Status.ne("active")))
     })
 }
 
@@ -478,19 +482,20 @@ impl Store {
 
     fn filter_condition(&self, f: &CustomerFilter) -> Condition {
         let mut cond = Condition::all().add(customer::Column::MergedInto.is_null());
-        let ident_sub = |kind: &str, value: &str| {
+        // Emails and phones are global keys (empty namespace).
+        let ident_sub = |kind: IdentityKind, value: &str| {
+            let key = IdentityKey { kind, namespace: String::new(), value: value.to_string() };
             Query::select()
                 .column(identity::Column::CustomerId)
                 .from(identity::Entity)
-                .and_where(identity::Column::Kind.eq(kind))
-                .and_where(identity::Column::Value.eq(value))
+                .cond_where(key_condition(&[&key]))
                 .to_owned()
         };
         if let Some(email) = &f.email {
-            cond = cond.add(customer::Column::Id.in_subquery(ident_sub("email", email)));
+            cond = cond.add(customer::Column::Id.in_subquery(ident_sub(IdentityKind::Email, email)));
         }
         if let Some(phone) = &f.phone {
-            cond = cond.add(customer::Column::Id.in_subquery(ident_sub("phone", phone)));
+            cond = cond.add(customer::Column::Id.in_subquery(ident_sub(IdentityKind::Phone, phone)));
         }
         if let Some(tag) = &f.tag {
             cond = cond.add(

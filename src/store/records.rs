@@ -214,12 +214,7 @@ impl Store {
     pub async fn customers_holding(&self, tx: &WriteTx, keys: &[IdentityKey]) -> StoreResult<Vec<CustomerId>> {
         let mut out = Vec::new();
         for k in keys {
-            let row = identity::Entity::find()
-                .filter(identity::Column::Kind.eq(k.kind.as_str()))
-                .filter(identity::Column::Namespace.eq(k.namespace.as_str()))
-                .filter(identity::Column::Value.eq(k.value.as_str()))
-                .one(&tx.txn)
-                .await?;
+            let row = identity::Entity::find().filter(super::customers::key_condition(&[k])).one(&tx.txn).await?;
             if let Some(r) = row {
                 let id = CustomerId(r.customer_id);
                 if !out.contains(&id) {
