@@ -367,21 +367,8 @@ impl Store {
         txn: &DatabaseTransaction,
         id: CustomerId,
     ) -> StoreResult<Vec<Observation>> {
-        Ok(self.source_observations_of(txn, &[id.0]).await?.remove(&id).unwrap_or_default())
-    }
-
-    /// [`Store::source_observations`] of many customers at once.
-    pub(crate) async fn source_observations_of(
-        &self,
-        txn: &DatabaseTransaction,
-        ids: &[Uuid],
-    ) -> StoreResult<HashMap<CustomerId, Vec<Observation>>> {
-        Ok(self
-            .source_histories_of(txn, ids)
-            .await?
-            .into_iter()
-            .map(|(c, rows)| (c, rows.into_iter().map(|(_, obs)| obs).collect()))
-            .collect())
+        let rows = self.source_histories_of(txn, &[id.0]).await?.remove(&id).unwrap_or_default();
+        Ok(rows.into_iter().map(|(_, obs)| obs).collect())
     }
 
     /// Each customer's source records as observations with their place in the order a
