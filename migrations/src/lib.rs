@@ -8,6 +8,7 @@ mod m20261123_000003_sync;
 mod m20261123_000004_access;
 mod m20261124_000005_lean_identity_indexes;
 mod m20261124_000006_set_aside_key_index;
+mod m20261124_000007_no_json_statistics;
 
 pub struct Migrator;
 
@@ -21,6 +22,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261123_000004_access::Migration),
             Box::new(m20261124_000005_lean_identity_indexes::Migration),
             Box::new(m20261124_000006_set_aside_key_index::Migration),
+            Box::new(m20261124_000007_no_json_statistics::Migration),
         ]
     }
 }

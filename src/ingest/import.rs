@@ -100,6 +100,7 @@ pub async fn import_file<R: Read + Send + 'static>(
             .spawn(move || read_chunks(reader, format, &extractor, |c| tx.blocking_send(c).is_ok()))
             .map_err(|e| crate::store::StoreError::Corrupt(format!("cannot start the reader thread: {e}")))?
     };
+    let mut writer = GroupWriter::new(store, extractor);
     let mut failed = None;
     let (mut waiting, mut writing) = (std::time::Duration::ZERO, std::time::Duration::ZERO);
     loop {
@@ -112,12 +113,17 @@ pub async fn import_file<R: Read + Send + 'static>(
             summary.rejected += 1;
             *summary.reasons.entry(reason_key(&reason)).or_default() += 1;
         }
-        if let Err(e) = apply(store, extractor, &chunk.items, &mut summary).await {
+        if let Err(e) = writer.write(chunk.items, &mut summary).await {
             failed = Some(e);
             break;
         }
         writing += t.elapsed();
         progress(chunk.bytes);
+    }
+    if failed.is_none() {
+        if let Err(e) = writer.commit(&mut summary).await {
+            failed = Some(e);
+        }
     }
     tracing::debug!(
         waiting_ms = waiting.as_millis() as u64,
@@ -223,6 +229,104 @@ impl ClassifyName for serde_json::Error {
     }
 }
 
+/// Chunks per transaction on SQLite. A batch's random index inserts dirty about half the
+/// pages of the active-key index at a million customers, and SQLite writes every dirty page
+/// to the WAL at each commit (and again into the database at the next checkpoint); four
+/// chunks per commit write each such page once instead of up to four times. The chunks'
+/// resolution state is still freed after each one: only SQLite's page cache holds the
+/// group (spilling to the WAL past its 32 MB). PostgreSQL logs rows, not pages, and a long
+/// transaction there would hold its identity-key locks longer against webhooks: one chunk
+/// per transaction.
+const SQLITE_CHUNKS_PER_COMMIT: usize = 4;
+
+/// Writes chunks in groups of [`SQLITE_CHUNKS_PER_COMMIT`], each group in one transaction.
+/// A group that fails on a transient conflict (another process wrote the SQLite file
+/// between its reads and its writes) is rolled back and written again one chunk per
+/// transaction, with [`Store::ingest_bulk`]'s retries; so the group's chunks are kept until
+/// it commits, and its counts join the summary only then.
+struct GroupWriter<'a> {
+    store: &'a Store,
+    extractor: &'a KeyExtractor,
+    per_commit: usize,
+    tx: Option<crate::store::WriteTx>,
+    group: Vec<Vec<BulkItem>>,
+    counted: ImportSummary,
+}
+
+impl<'a> GroupWriter<'a> {
+    fn new(store: &'a Store, extractor: &'a KeyExtractor) -> Self {
+        let per_commit = if store.is_postgres() { 1 } else { SQLITE_CHUNKS_PER_COMMIT };
+        Self { store, extractor, per_commit, tx: None, group: Vec::new(), counted: ImportSummary::default() }
+    }
+
+    async fn write(&mut self, items: Vec<BulkItem>, summary: &mut ImportSummary) -> StoreResult<()> {
+        if items.is_empty() {
+            return Ok(());
+        }
+        if self.per_commit == 1 {
+            return apply(self.store, self.extractor, &items, summary).await;
+        }
+        let tx = match self.tx.take() {
+            Some(tx) => tx,
+            None => self.store.write().await?,
+        };
+        match self.store.ingest_bulk_tx(&tx, self.extractor, &items).await {
+            Ok(outcomes) => {
+                count(outcomes, &mut self.counted);
+                self.group.push(items);
+                self.tx = Some(tx);
+                if self.group.len() >= self.per_commit {
+                    self.commit(summary).await?;
+                }
+                Ok(())
+            }
+            Err(e) if e.is_transient() => {
+                drop(tx);
+                self.group.push(items);
+                self.replay(summary).await
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Commit the open group, if any.
+    async fn commit(&mut self, summary: &mut ImportSummary) -> StoreResult<()> {
+        let Some(tx) = self.tx.take() else { return Ok(()) };
+        match tx.commit().await {
+            Ok(()) => {
+                self.group.clear();
+                merge_counts(std::mem::take(&mut self.counted), summary);
+                Ok(())
+            }
+            Err(e) if e.is_transient() => self.replay(summary).await,
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Write the rolled-back group again, one chunk per transaction.
+    async fn replay(&mut self, summary: &mut ImportSummary) -> StoreResult<()> {
+        tracing::debug!(
+            chunks = self.group.len(),
+            "import: group rolled back on a conflict, written again chunk by chunk"
+        );
+        self.counted = ImportSummary::default();
+        for items in std::mem::take(&mut self.group) {
+            apply(self.store, self.extractor, &items, summary).await?;
+        }
+        Ok(())
+    }
+}
+
+/// Add the outcome counts of `from` to `into`.
+fn merge_counts(from: ImportSummary, into: &mut ImportSummary) {
+    into.created += from.created;
+    into.attached += from.attached;
+    into.merged += from.merged;
+    for (k, v) in from.identifiers_set_aside {
+        *into.identifiers_set_aside.entry(k).or_default() += v;
+    }
+}
+
 async fn apply(
     store: &Store,
     extractor: &KeyExtractor,
@@ -232,7 +336,13 @@ async fn apply(
     if items.is_empty() {
         return Ok(());
     }
-    for o in store.ingest_bulk(extractor, items).await? {
+    count(store.ingest_bulk(extractor, items).await?, summary);
+    Ok(())
+}
+
+/// Count a chunk's outcomes into `summary`.
+fn count(outcomes: Vec<crate::store::IngestOutcome>, summary: &mut ImportSummary) {
+    for o in outcomes {
         if o.created {
             summary.created += 1;
         } else {
@@ -243,7 +353,6 @@ async fn apply(
             *summary.identifiers_set_aside.entry(format!("{}: {}", r.kind.as_str(), r.reason)).or_default() += 1;
         }
     }
-    Ok(())
 }
 
 struct CountingReader<R> {

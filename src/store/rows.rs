@@ -1,6 +1,6 @@
 //! Multi-row inserts written straight to SQL: the column values of each active model are
-//! bound in order under one statement text per row count, without building a query tree
-//! per statement. Used where rows are written by the thousand (the bulk path).
+//! moved in order into the values of one statement text per row count, without building a
+//! query tree per statement. Used where rows are written by the thousand (the bulk path).
 
 use sea_orm::{
     ActiveModelTrait, ConnectionTrait, DatabaseBackend, DatabaseTransaction, EntityName, Iden, Iterable, Statement,
@@ -40,17 +40,17 @@ where
         let mut sql = String::with_capacity(head.len() + chunk.len() * width * 5 + tail.len() + 1);
         sql.push_str(&head);
         let mut values: Vec<sea_orm::Value> = Vec::with_capacity(chunk.len() * width);
-        for (r, row) in chunk.into_iter().enumerate() {
+        for (r, mut row) in chunk.into_iter().enumerate() {
             sql.push_str(if r == 0 { "(" } else { ", (" });
             for (c, col) in columns.iter().enumerate() {
                 if c > 0 {
                     sql.push_str(", ");
                 }
                 sql.push_str(&ph(b, values.len() + 1));
-                let value = row.get(*col).into_value().ok_or_else(|| {
+                let value = row.take(*col).into_value().ok_or_else(|| {
                     StoreError::Corrupt(format!("{table}.{} not set on a bulk insert", col.to_string()))
                 })?;
-                values.push(value);
+                values.push(as_bound(b, value));
             }
             sql.push(')');
         }
@@ -61,4 +61,16 @@ where
         out.push(Statement::from_sql_and_values(b, sql, values));
     }
     Ok(out)
+}
+
+/// `value` as it is bound on `b`: SQLite stores JSON as text, so a document is serialised
+/// here, once, rather than deep-copied with the statement on its way to the driver, which
+/// serialises it anyway.
+fn as_bound(b: DatabaseBackend, value: sea_orm::Value) -> sea_orm::Value {
+    match value {
+        sea_orm::Value::Json(Some(doc)) if b == DatabaseBackend::Sqlite => {
+            sea_orm::Value::String(Some(Box::new(doc.to_string())))
+        }
+        other => other,
+    }
 }

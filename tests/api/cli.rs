@@ -67,6 +67,58 @@ async fn import_and_export_postgres() {
     import_and_export(Backend::Postgres).await;
 }
 
+/// An import longer than one chunk (5,000 records): on SQLite several chunks share a
+/// transaction, so a later chunk must find the customers an earlier one created before they
+/// are committed, and the last, partial group must be committed too.
+async fn import_spanning_chunks(backend: Backend) {
+    let dir = tempfile::tempdir().unwrap();
+    let Some((url, _pg)) = fresh_database(backend, dir.path()).await else {
+        eprintln!("SKIPPED(postgres): JUNCTION_TEST_DATABASE_URL is not set");
+        return;
+    };
+    // 6,000 people, each seen twice 6,000 records apart: once by email, once by email and
+    // an external id.
+    let people = 6_000;
+    let mut lines = String::new();
+    for n in 0..2 * people {
+        let p = n % people;
+        let line = if n < people {
+            serde_json::json!({"record_id": format!("a{n}"), "source": "shop", "email": format!("p{p}@proton.me")})
+        } else {
+            serde_json::json!({"record_id": format!("b{n}"), "source": "crm", "email": format!("P{p}@proton.me"),
+                               "external_id": format!("crm-{p}")})
+        };
+        lines.push_str(&line.to_string());
+        lines.push('\n');
+    }
+    let input = dir.path().join("people.jsonl");
+    std::fs::write(&input, lines).unwrap();
+    let out = junction(dir.path(), &url).args(["import", input.to_str().unwrap()]).output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "import failed: {stdout} {}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.contains("read 12000 records: 6000 created, 6000 attached, 0 merges"), "{stdout}");
+
+    let export = dir.path().join("export.jsonl");
+    let out = junction(dir.path(), &url).args(["export", "-o", export.to_str().unwrap()]).output().unwrap();
+    assert!(out.status.success());
+    let customers: Vec<serde_json::Value> =
+        std::fs::read_to_string(&export).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(customers.len(), people, "one customer per person, all committed");
+    let last = customers.iter().find(|c| c["email"] == "p5999@proton.me").expect("the last person");
+    let kinds: Vec<&str> = last["identities"].as_array().unwrap().iter().map(|i| i["kind"].as_str().unwrap()).collect();
+    assert!(kinds.contains(&"external_id"), "the second sighting attached: {last}");
+}
+
+#[tokio::test]
+async fn import_spanning_chunks_sqlite() {
+    import_spanning_chunks(Backend::Sqlite).await;
+}
+
+#[tokio::test]
+async fn import_spanning_chunks_postgres() {
+    import_spanning_chunks(Backend::Postgres).await;
+}
+
 #[tokio::test]
 async fn bad_config_names_the_key() {
     let dir = tempfile::tempdir().unwrap();
