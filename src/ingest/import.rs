@@ -9,7 +9,7 @@ use serde_json::json;
 use super::FlatRecord;
 use crate::identity::{KeyExtractor, Observation};
 use crate::ids::{CustomerId, IdentityId};
-use crate::store::{BulkItem, Store, StoreResult};
+use crate::store::{BulkItem, IngestOutcome, Store, StoreResult};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ImportFormat {
@@ -243,20 +243,20 @@ const SQLITE_CHUNKS_PER_COMMIT: usize = 4;
 /// A group that fails on a transient conflict (another process wrote the SQLite file
 /// between its reads and its writes) is rolled back and written again one chunk per
 /// transaction, with [`Store::ingest_bulk`]'s retries; so the group's chunks are kept until
-/// it commits, and its counts join the summary only then.
+/// it commits, and its outcomes are counted only then.
 struct GroupWriter<'a> {
     store: &'a Store,
     extractor: &'a KeyExtractor,
     per_commit: usize,
     tx: Option<crate::store::WriteTx>,
     group: Vec<Vec<BulkItem>>,
-    counted: ImportSummary,
+    outcomes: Vec<IngestOutcome>,
 }
 
 impl<'a> GroupWriter<'a> {
     fn new(store: &'a Store, extractor: &'a KeyExtractor) -> Self {
         let per_commit = if store.is_postgres() { 1 } else { SQLITE_CHUNKS_PER_COMMIT };
-        Self { store, extractor, per_commit, tx: None, group: Vec::new(), counted: ImportSummary::default() }
+        Self { store, extractor, per_commit, tx: None, group: Vec::new(), outcomes: Vec::new() }
     }
 
     async fn write(&mut self, items: Vec<BulkItem>, summary: &mut ImportSummary) -> StoreResult<()> {
@@ -272,7 +272,7 @@ impl<'a> GroupWriter<'a> {
         };
         match self.store.ingest_bulk_tx(&tx, self.extractor, &items).await {
             Ok(outcomes) => {
-                count(outcomes, &mut self.counted);
+                self.outcomes.extend(outcomes);
                 self.group.push(items);
                 self.tx = Some(tx);
                 if self.group.len() >= self.per_commit {
@@ -295,7 +295,7 @@ impl<'a> GroupWriter<'a> {
         match tx.commit().await {
             Ok(()) => {
                 self.group.clear();
-                merge_counts(std::mem::take(&mut self.counted), summary);
+                count(std::mem::take(&mut self.outcomes), summary);
                 Ok(())
             }
             Err(e) if e.is_transient() => self.replay(summary).await,
@@ -309,21 +309,11 @@ impl<'a> GroupWriter<'a> {
             chunks = self.group.len(),
             "import: group rolled back on a conflict, written again chunk by chunk"
         );
-        self.counted = ImportSummary::default();
+        self.outcomes.clear();
         for items in std::mem::take(&mut self.group) {
             apply(self.store, self.extractor, &items, summary).await?;
         }
         Ok(())
-    }
-}
-
-/// Add the outcome counts of `from` to `into`.
-fn merge_counts(from: ImportSummary, into: &mut ImportSummary) {
-    into.created += from.created;
-    into.attached += from.attached;
-    into.merged += from.merged;
-    for (k, v) in from.identifiers_set_aside {
-        *into.identifiers_set_aside.entry(k).or_default() += v;
     }
 }
 
@@ -341,7 +331,7 @@ async fn apply(
 }
 
 /// Count a chunk's outcomes into `summary`.
-fn count(outcomes: Vec<crate::store::IngestOutcome>, summary: &mut ImportSummary) {
+fn count(outcomes: Vec<IngestOutcome>, summary: &mut ImportSummary) {
     for o in outcomes {
         if o.created {
             summary.created += 1;

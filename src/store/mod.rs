@@ -114,7 +114,7 @@ impl Store {
                     // SQLite's default page cache is 2 MB; with a million customers the
                     // identity indexes alone are far larger. 32 MB per connection, plus
                     // reads through a 256 MB memory map, keep index lookups off the syscall path.
-                    .pragma("cache_size", format!("-{PAGE_CACHE_KIB}"))
+                    .pragma("cache_size", "-32768")
                     .pragma("mmap_size", "268435456")
                     .statement_cache_capacity(64)
                     .pragma("temp_store", "memory")
@@ -359,9 +359,6 @@ fn spawn_statistics_keeper(store: Store) {
         }
     });
 }
-
-/// The page cache of each SQLite connection, in KiB (32 MB).
-const PAGE_CACHE_KIB: u32 = 32_768;
 
 /// WAL frames (one page each, 4 KiB) past which the checkpointer restarts the WAL: 64 MiB.
 const WAL_RESTART_FRAMES: i64 = 16_384;
