@@ -268,7 +268,13 @@ impl<'a> GroupWriter<'a> {
         }
         let tx = match self.tx.take() {
             Some(tx) => tx,
-            None => self.store.write().await?,
+            None => {
+                // Waits behind a WAL restart that the checkpointer runs under the writer lock.
+                let started = std::time::Instant::now();
+                let tx = self.store.write().await?;
+                tracing::debug!(waited_ms = started.elapsed().as_millis() as u64, "import: group began");
+                tx
+            }
         };
         match self.store.ingest_bulk_tx(&tx, self.extractor, &items).await {
             Ok(outcomes) => {
@@ -292,8 +298,14 @@ impl<'a> GroupWriter<'a> {
     /// Commit the open group, if any.
     async fn commit(&mut self, summary: &mut ImportSummary) -> StoreResult<()> {
         let Some(tx) = self.tx.take() else { return Ok(()) };
+        let started = std::time::Instant::now();
         match tx.commit().await {
             Ok(()) => {
+                tracing::debug!(
+                    chunks = self.group.len(),
+                    commit_ms = started.elapsed().as_millis() as u64,
+                    "import: group committed"
+                );
                 self.group.clear();
                 count(std::mem::take(&mut self.outcomes), summary);
                 Ok(())
