@@ -61,6 +61,11 @@ impl std::fmt::Display for ImportSummary {
     }
 }
 
+/// Page cache of the import's own connection ([`Store::bulk_loader`]). Its size barely
+/// matters for speed (32 to 512 MB gave the same time for 100k people into a 1M store);
+/// what the own connection saves is memory: 1M people peaked at 556 MB instead of 838.
+const IMPORT_CACHE_MIB: u32 = 64;
+
 /// Records per bulk transaction.
 const BATCH: usize = 5_000;
 
@@ -92,6 +97,7 @@ pub async fn import_file<R: Read + Send + 'static>(
 ) -> StoreResult<ImportSummary> {
     let start = std::time::Instant::now();
     let mut summary = ImportSummary::default();
+    let loader = store.bulk_loader(IMPORT_CACHE_MIB).await?;
     let (tx, mut rx) = tokio::sync::mpsc::channel::<Chunk>(2);
     let reading = {
         let extractor = extractor.clone();
@@ -100,7 +106,7 @@ pub async fn import_file<R: Read + Send + 'static>(
             .spawn(move || read_chunks(reader, format, &extractor, |c| tx.blocking_send(c).is_ok()))
             .map_err(|e| crate::store::StoreError::Corrupt(format!("cannot start the reader thread: {e}")))?
     };
-    let mut writer = GroupWriter::new(store, extractor);
+    let mut writer = GroupWriter::new(loader.store(), extractor);
     let mut failed = None;
     let (mut waiting, mut writing) = (std::time::Duration::ZERO, std::time::Duration::ZERO);
     loop {
@@ -132,12 +138,16 @@ pub async fn import_file<R: Read + Send + 'static>(
     );
     drop(rx); // a failed write stops the reader at its next send
     let _ = reading.join();
-    if let Some(e) = failed {
-        return Err(e);
-    }
-    if summary.created + summary.attached > 0 {
-        store.refresh_statistics().await?;
-    }
+    drop(writer);
+    // On the loader's connection: SQLite's `PRAGMA optimize` goes by the queries that
+    // connection ran.
+    let refreshed = match failed {
+        Some(e) => Err(e),
+        None if summary.created + summary.attached > 0 => loader.store().refresh_statistics().await,
+        None => Ok(()),
+    };
+    loader.close().await;
+    refreshed?;
     summary.seconds = start.elapsed().as_secs_f64();
     Ok(summary)
 }

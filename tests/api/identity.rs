@@ -18,6 +18,7 @@ both_backends!(
     arrival_order_does_not_change_the_partition,
     concurrent_overlapping_ingestion_gives_one_customer_per_person,
     bulk_ingestion_equals_one_record_at_a_time,
+    bulk_loader_writes_through_the_store_and_its_writer_lock,
     stale_statistics_are_refreshed,
     dead_rows_are_vacuumed_where_autovacuum_is_off,
 );
@@ -313,6 +314,36 @@ async fn manual_merge_preview_and_unmerge_restore_both_sides(app: TestApp) {
     assert!(out[0].merged.is_empty(), "the unmerged pair stays apart: {:?}", out[0]);
     let d = app.gql_ok("{ customers { totalCount } }", json!({})).await;
     assert_eq!(d["customers"]["totalCount"], 2);
+}
+
+/// An import writes through [`junction::store::Store::bulk_loader`]: on SQLite a connection
+/// of its own, which must still take the store's writer lock (or a webhook committing
+/// meanwhile would fail as "database is locked") and whose commits the store then reads.
+async fn bulk_loader_writes_through_the_store_and_its_writer_lock(app: TestApp) {
+    let store = &app.state.store;
+    let loader = store.bulk_loader(8).await.expect("bulk loader");
+    let writing = loader.store().write().await.expect("loader write transaction");
+    if !store.is_postgres() {
+        let waited = tokio::time::timeout(std::time::Duration::from_millis(300), store.write()).await;
+        assert!(waited.is_err(), "the store's writer waits while the loader writes");
+    }
+    drop(writing);
+
+    let item = junction::store::BulkItem::new(
+        &app.state.extractor,
+        obs("loaded-1", "Lena", &[(IdentityKind::Email, "lena@fjord.no")]),
+        None,
+    );
+    let out = loader.store().ingest_bulk(&app.state.extractor, &[item]).await.expect("bulk ingest");
+    assert!(out[0].created);
+    loader.close().await;
+
+    // The store (its own pool on SQLite) reads what the loader committed, and still writes.
+    let d = app.gql_ok("{ customers { totalCount } }", json!({})).await;
+    assert_eq!(d["customers"]["totalCount"], 1);
+    let again =
+        app.upsert(json!({"identities": [{"kind": "EMAIL", "value": "lena@fjord.no"}], "givenName": "Lena"})).await;
+    assert_eq!(again["created"], false, "{again}");
 }
 
 fn obs(rid: &str, given: &str, ids: &[(IdentityKind, &str)]) -> Observation {
