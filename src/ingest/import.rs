@@ -63,7 +63,7 @@ impl std::fmt::Display for ImportSummary {
 
 /// Page cache of the import's own connection ([`Store::bulk_loader`]). Its size barely
 /// matters for speed (32 to 512 MB gave the same time for 100k people into a 1M store);
-/// what the own connection saves is memory: 1M people peaked at 556 MB instead of 838.
+/// what the own connection saves is memory: 1M people peaked at 323–556 MB instead of 838.
 const IMPORT_CACHE_MIB: u32 = 64;
 
 /// Records per bulk transaction.

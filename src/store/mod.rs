@@ -149,7 +149,7 @@ impl Store {
     /// Why: memory. The pool hands each transaction to its connections in turn, so during
     /// an import every connection filled its cache and its 256 MB memory map with the
     /// import's pages (and glibc kept an arena per connection thread): 1M people peaked at
-    /// 838 MB, and at 556 MB through one connection of its own, at the same speed.
+    /// 838 MB, and at 323–556 MB through one connection of its own, at the same speed.
     pub async fn bulk_loader(&self, cache_mib: u32) -> StoreResult<BulkLoader> {
         let shared = || Ok(BulkLoader { store: self.clone(), own_connection: false });
         if self.is_postgres() {
