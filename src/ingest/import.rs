@@ -138,6 +138,7 @@ pub async fn import_file<R: Read + Send + 'static>(
     );
     drop(rx); // a failed write stops the reader at its next send
     let _ = reading.join();
+    // A group left open by a failure rolls back here, before the loader closes.
     drop(writer);
     // On the loader's connection: SQLite's `PRAGMA optimize` goes by the queries that
     // connection ran.

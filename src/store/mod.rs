@@ -123,13 +123,7 @@ impl Store {
                     .pragma("wal_autocheckpoint", "0")
             });
         let mut db = Database::connect(opts).await?;
-        let counter = queries.clone();
-        db.set_metric_callback(move |info| {
-            counter.fetch_add(1, Ordering::Relaxed);
-            metrics::counter!("junction_db_queries_total", "failed" => if info.failed { "true" } else { "false" })
-                .increment(1);
-            metrics::histogram!("junction_db_query_seconds").record(info.elapsed.as_secs_f64());
-        });
+        count_queries(&mut db, queries.clone());
         let writer = matches!(db.get_database_backend(), DatabaseBackend::Sqlite).then(|| Arc::new(Mutex::new(())));
         if let Some(w) = &writer {
             spawn_checkpointer(db.clone(), w.clone());
@@ -142,9 +136,10 @@ impl Store {
     }
 
     /// A handle for a bulk load (an import) whose writes go through one connection of its
-    /// own with a page cache of `cache_mib` and no memory map; SQLite files only
-    /// (PostgreSQL and an in-memory SQLite database share this store's pool). The writer lock, the policy and the query count are shared, and the
-    /// background checkpoints stay on this handle's pool.
+    /// own, opened with this store's options but a page cache of `cache_mib` and no memory
+    /// map; SQLite files only (PostgreSQL and an in-memory SQLite database share this
+    /// store's pool). The writer lock, the policy and the query count are shared; the
+    /// background checkpoints stay on this store's pool.
     ///
     /// Why: memory. The pool hands each transaction to its connections in turn, so during
     /// an import every connection filled its cache and its 256 MB memory map with the
@@ -170,10 +165,7 @@ impl Store {
             .await
             .map_err(|e| StoreError::Db(sea_orm::DbErr::Conn(sea_orm::RuntimeErr::SqlxError(e))))?;
         let mut db = sea_orm::SqlxSqliteConnector::from_sqlx_sqlite_pool(pool);
-        let counter = self.queries.clone();
-        db.set_metric_callback(move |_| {
-            counter.fetch_add(1, Ordering::Relaxed);
-        });
+        count_queries(&mut db, self.queries.clone());
         Ok(BulkLoader { store: Self { db, ..self.clone() }, own_connection: true })
     }
 
@@ -398,6 +390,16 @@ fn spawn_statistics_keeper(store: Store) {
 
 /// WAL frames (one page each, 4 KiB) past which the checkpointer restarts the WAL: 64 MiB.
 const WAL_RESTART_FRAMES: i64 = 16_384;
+
+/// Count every statement `db` runs into `queries` and the query metrics.
+fn count_queries(db: &mut DatabaseConnection, queries: Arc<AtomicU64>) {
+    db.set_metric_callback(move |info| {
+        queries.fetch_add(1, Ordering::Relaxed);
+        metrics::counter!("junction_db_queries_total", "failed" => if info.failed { "true" } else { "false" })
+            .increment(1);
+        metrics::histogram!("junction_db_query_seconds").record(info.elapsed.as_secs_f64());
+    });
+}
 
 /// The store handle of a bulk load ([`Store::bulk_loader`]).
 pub struct BulkLoader {
