@@ -103,7 +103,7 @@ impl Store {
         let mut opts = ConnectOptions::new(url.to_string());
         opts.max_connections(max_connections)
             .min_connections(1)
-            .acquire_timeout(Duration::from_secs(10))
+            .acquire_timeout(ACQUIRE_TIMEOUT)
             .sqlx_logging(false)
             .map_sqlx_sqlite_opts(|o| {
                 o.journal_mode(sea_orm::sqlx::sqlite::SqliteJournalMode::Wal)
@@ -160,7 +160,7 @@ impl Store {
             options.pragma("cache_size", format!("-{}", u64::from(cache_mib) * 1024)).pragma("mmap_size", "0");
         let pool = sea_orm::sqlx::sqlite::SqlitePoolOptions::new()
             .max_connections(1)
-            .acquire_timeout(Duration::from_secs(10))
+            .acquire_timeout(ACQUIRE_TIMEOUT)
             .connect_with(options)
             .await
             .map_err(|e| StoreError::Db(sea_orm::DbErr::Conn(sea_orm::RuntimeErr::SqlxError(e))))?;
@@ -387,6 +387,9 @@ fn spawn_statistics_keeper(store: Store) {
         }
     });
 }
+
+/// How long a request waits for a pooled connection (the store's pool and a bulk loader's).
+const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// WAL frames (one page each, 4 KiB) past which the checkpointer restarts the WAL: 64 MiB.
 const WAL_RESTART_FRAMES: i64 = 16_384;
