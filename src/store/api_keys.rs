@@ -27,7 +27,7 @@ impl Store {
             revoked_at: None,
         };
         let tx = self.write().await?;
-        api_key::Entity::insert(api_key::ActiveModel::from(model.clone())).exec_without_returning(&tx.txn).await?;
+        api_key::Entity::insert(api_key::ActiveModel::from(model.clone())).exec_without_returning(&*tx.txn).await?;
         tx.commit().await?;
         Ok(model)
     }
@@ -65,12 +65,12 @@ impl Store {
             .col_expr(api_key::Column::RevokedAt, Expr::value(now()))
             .filter(api_key::Column::Id.eq(id.0))
             .filter(api_key::Column::RevokedAt.is_null())
-            .exec(&tx.txn)
+            .exec(&*tx.txn)
             .await?;
         if res.rows_affected == 0 {
             return Err(StoreError::NotFound);
         }
-        let row = api_key::Entity::find_by_id(id.0).one(&tx.txn).await?.ok_or(StoreError::NotFound)?;
+        let row = api_key::Entity::find_by_id(id.0).one(&*tx.txn).await?.ok_or(StoreError::NotFound)?;
         tx.commit().await?;
         Ok(row)
     }

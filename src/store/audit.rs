@@ -57,7 +57,7 @@ impl Store {
             // One appender at a time keeps ids and the chain sequential.
             tx.txn.execute(Statement::from_string(self.backend(), "SELECT pg_advisory_xact_lock(7402817736)")).await?;
         }
-        let last = audit_log::Entity::find().order_by_desc(audit_log::Column::Id).limit(1).one(&tx.txn).await?;
+        let last = audit_log::Entity::find().order_by_desc(audit_log::Column::Id).limit(1).one(&*tx.txn).await?;
         let (id, prev) = match last {
             Some(l) => (l.id + 1, l.hash),
             None => (1, GENESIS.to_string()),
@@ -75,7 +75,7 @@ impl Store {
             prev_hash: Set(prev),
             hash: Set(hash.clone()),
         })
-        .exec_without_returning(&tx.txn)
+        .exec_without_returning(&*tx.txn)
         .await?;
         let b = self.backend();
         tx.txn

@@ -14,6 +14,7 @@
 //! attaches to it. So the result equals ingesting the records one by one, in order.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use sea_orm::{
@@ -257,29 +258,34 @@ impl Store {
     /// the same transaction, in order, while the next records are resolved (the database
     /// works on one core, the decisions on the other). A read that could see those rows
     /// waits until the writer has run everything queued before it.
+    ///
+    /// The writer is a task of its own, so it hands the driver its next statement as soon
+    /// as the last one is done, rather than when the resolver next pauses.
     async fn bulk_in(
         &self,
-        txn: &DatabaseTransaction,
+        txn: &Arc<DatabaseTransaction>,
         extractor: &KeyExtractor,
         items: &[BulkItem],
     ) -> StoreResult<Vec<IngestOutcome>> {
         let (queue, jobs) = tokio::sync::mpsc::unbounded_channel();
         let queue = Queue { jobs: queue, waits: Default::default() };
-        let resolving = async move {
-            let out = self.resolve_in(txn, extractor, items, &queue).await;
-            drop(queue);
-            out
-        };
-        let (out, ()) = tokio::try_join!(resolving, self.run_jobs(txn, jobs))?;
-        Ok(out)
+        let writer = tokio::spawn(self.clone().run_jobs(txn.clone(), jobs));
+        let resolved = self.resolve_in(txn, extractor, items, &queue).await;
+        // Closing the queue ends the writer once it has run what is queued; it must end
+        // before this returns (it shares the transaction) even when resolving failed.
+        drop(queue);
+        // A writer that failed made the resolver fail too (its queue closed): report the cause.
+        writer.await.map_err(|e| StoreError::Corrupt(format!("the batch writer failed: {e}")))??;
+        resolved
     }
 
     /// Run the queued jobs in order on `txn` until the queue closes.
     async fn run_jobs(
-        &self,
-        txn: &DatabaseTransaction,
+        self,
+        txn: Arc<DatabaseTransaction>,
         mut jobs: tokio::sync::mpsc::UnboundedReceiver<Job>,
     ) -> StoreResult<()> {
+        let txn = &*txn;
         // Time spent on rows, golden records and merges, for the batch's debug line.
         let mut spent = [std::time::Duration::ZERO; 3];
         while let Some(job) = jobs.recv().await {
@@ -389,7 +395,8 @@ impl Store {
                     // The writer absorbs on written state, after the rows so far; the rules
                     // carry on here with the survivor as the merge leaves it.
                     merges += 1;
-                    queue.send(self.row_statements(b, &mut pending, at)?)?;
+                    let parties: Vec<CustomerId> = std::iter::once(survivor).chain(absorbed.iter().copied()).collect();
+                    queue.send(self.row_statements_of(b, &mut pending, &parties, at)?)?;
                     let early: Vec<CustomerId> =
                         absorbed.iter().filter(|a| pending.touched.remove(*a)).copied().collect();
                     if !early.is_empty() {
@@ -617,6 +624,33 @@ impl Store {
             ..Default::default()
         };
         let p = std::mem::replace(pending, p);
+        self.statements_of(b, p, pending, at)
+    }
+
+    /// The statements that write the pending rows a merge of `customers` reads or changes:
+    /// their customer, identity and source-record rows, and the suggestions among them.
+    /// The other rows stay pending, so a merge costs its own statements rather than a flush
+    /// of every table in small, odd-sized pieces.
+    fn row_statements_of(
+        &self,
+        b: DbBackend,
+        pending: &mut Pending,
+        customers: &[CustomerId],
+        at: DateTime<Utc>,
+    ) -> StoreResult<Vec<Statement>> {
+        let p = pending.take_rows_of(customers);
+        self.statements_of(b, p, pending, at)
+    }
+
+    /// The statements writing the rows of `p`, taken out of `pending` (whose history gives
+    /// the golden fields of new customers, which leave its `touched`).
+    fn statements_of(
+        &self,
+        b: DbBackend,
+        p: Pending,
+        pending: &mut Pending,
+        at: DateTime<Utc>,
+    ) -> StoreResult<Vec<Statement>> {
         // New customers first (identities refer to them), golden fields included; their
         // primary email and phone come from their identities, all of them still pending.
         let mut out = Vec::new();
@@ -754,6 +788,46 @@ fn primaries_of<'a>(newest_first: impl Iterator<Item = &'a identity::Model>) -> 
 }
 
 impl Pending {
+    /// The rows of `customers` (and the suggestions among them), leaving the rest.
+    fn take_rows_of(&mut self, customers: &[CustomerId]) -> Pending {
+        let mine = |c: &Uuid| customers.iter().any(|x| x.0 == *c);
+        let mut out = Pending::default();
+        for c in customers {
+            if let Some(t) = self.created.remove(c) {
+                out.created.insert(*c, t);
+            }
+        }
+        // Where each kept identity row moves to, for the index of slots.
+        let mut moved_to: Vec<Option<usize>> = Vec::with_capacity(self.identities.len());
+        for i in std::mem::take(&mut self.identities) {
+            if mine(&i.customer_id) {
+                moved_to.push(None);
+                out.identities.push(i);
+            } else {
+                moved_to.push(Some(self.identities.len()));
+                self.identities.push(i);
+            }
+        }
+        self.identity_index.retain(|_, n| match moved_to[*n] {
+            Some(to) => {
+                *n = to;
+                true
+            }
+            None => false,
+        });
+        let (taken, kept): (Vec<_>, Vec<_>) = std::mem::take(&mut self.records)
+            .into_iter()
+            .partition(|r: &source_record::ActiveModel| r.customer_id.as_ref().as_ref().is_some_and(mine));
+        out.records = taken;
+        self.records = kept;
+        let (taken, kept): (Vec<_>, Vec<_>) = std::mem::take(&mut self.suggestions)
+            .into_iter()
+            .partition(|s: &merge_candidate::ActiveModel| mine(s.customer_a.as_ref()) && mine(s.customer_b.as_ref()));
+        out.suggestions = taken;
+        self.suggestions = kept;
+        out
+    }
+
     /// Fold an identity write into the pending row for (customer, key), as the
     /// one-record upsert would: an active write claims the key and takes the latest raw
     /// form; a set-aside write only marks it seen.

@@ -56,7 +56,7 @@ impl Store {
         };
         let tx = self.write().await?;
         let res = connector::Entity::insert(connector::ActiveModel::from(model.clone()))
-            .exec_without_returning(&tx.txn)
+            .exec_without_returning(&*tx.txn)
             .await;
         match res {
             Err(e)
@@ -84,7 +84,7 @@ impl Store {
 
     pub async fn change_connector(&self, id: ConnectorId, change: ConnectorChange) -> StoreResult<connector::Model> {
         let tx = self.write().await?;
-        let row = connector::Entity::find_by_id(id.0).one(&tx.txn).await?.ok_or(StoreError::NotFound)?;
+        let row = connector::Entity::find_by_id(id.0).one(&*tx.txn).await?.ok_or(StoreError::NotFound)?;
         let mut m: connector::ActiveModel = row.into();
         if let Some(n) = change.name {
             m.name = Set(n);
@@ -111,7 +111,7 @@ impl Store {
             }
         }
         m.updated_at = Set(now());
-        let updated = connector::Entity::update(m).exec(&tx.txn).await.map_err(|e| {
+        let updated = connector::Entity::update(m).exec(&*tx.txn).await.map_err(|e| {
             if e.to_string().contains("UNIQUE") || e.to_string().contains("duplicate key") {
                 StoreError::Conflict("a connector with this name exists".into())
             } else {
@@ -124,7 +124,7 @@ impl Store {
 
     pub async fn delete_connector(&self, id: ConnectorId) -> StoreResult<()> {
         let tx = self.write().await?;
-        let res = connector::Entity::delete_by_id(id.0).exec(&tx.txn).await?;
+        let res = connector::Entity::delete_by_id(id.0).exec(&*tx.txn).await?;
         if res.rows_affected == 0 {
             return Err(StoreError::NotFound);
         }

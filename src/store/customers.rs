@@ -663,7 +663,7 @@ impl Store {
             properties: e.properties,
             created_at: now(),
         };
-        event::Entity::insert(event::ActiveModel::from(model.clone())).exec_without_returning(&tx.txn).await?;
+        event::Entity::insert(event::ActiveModel::from(model.clone())).exec_without_returning(&*tx.txn).await?;
         tx.commit().await?;
         Ok(model)
     }
@@ -703,7 +703,7 @@ impl Store {
             customer::Entity::update_many()
                 .col_expr(customer::Column::LifecycleStage, Expr::value(stage))
                 .filter(customer::Column::Id.eq(outcome.customer_id.0))
-                .exec(&tx.txn)
+                .exec(&*tx.txn)
                 .await?;
         }
         self.add_tags(&tx.txn, outcome.customer_id, patch.add_tags.iter().map(String::as_str), at).await?;
@@ -711,7 +711,7 @@ impl Store {
             customer_tag::Entity::delete_many()
                 .filter(customer_tag::Column::CustomerId.eq(outcome.customer_id.0))
                 .filter(customer_tag::Column::Tag.is_in(patch.remove_tags.iter().map(String::as_str)))
-                .exec(&tx.txn)
+                .exec(&*tx.txn)
                 .await?;
             // A removed tag must not come back from a source record on the next recompute.
             self.strip_tags_from_sources(&tx.txn, outcome.customer_id, &patch.remove_tags).await?;
@@ -749,20 +749,20 @@ impl Store {
         let tx = self.write().await?;
         let live = self.live_customer(&tx.txn, id.0).await?;
         let mut doomed: BTreeSet<Uuid> = BTreeSet::from([live.id]);
-        let absorbed = customer::Entity::find().filter(customer::Column::MergedInto.eq(live.id)).all(&tx.txn).await?;
+        let absorbed = customer::Entity::find().filter(customer::Column::MergedInto.eq(live.id)).all(&*tx.txn).await?;
         doomed.extend(absorbed.iter().map(|c| c.id));
         source_record::Entity::delete_many()
             .filter(source_record::Column::CustomerId.is_in(doomed.iter().copied()))
-            .exec(&tx.txn)
+            .exec(&*tx.txn)
             .await?;
         customer::Entity::update_many()
             .col_expr(customer::Column::MergedInto, Expr::value(Option::<Uuid>::None))
             .filter(customer::Column::Id.is_in(doomed.iter().copied()))
-            .exec(&tx.txn)
+            .exec(&*tx.txn)
             .await?;
         customer::Entity::delete_many()
             .filter(customer::Column::Id.is_in(doomed.iter().copied()))
-            .exec(&tx.txn)
+            .exec(&*tx.txn)
             .await?;
         tx.commit().await?;
         Ok(CustomerId(live.id))

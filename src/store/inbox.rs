@@ -96,7 +96,7 @@ impl Store {
             Inserted::find_by_statement(stmt).all(self.conn()).await?
         } else {
             let tx = self.write().await?;
-            let rows = Inserted::find_by_statement(stmt).all(&tx.txn).await?;
+            let rows = Inserted::find_by_statement(stmt).all(&*tx.txn).await?;
             tx.commit().await?;
             rows
         };
@@ -136,7 +136,7 @@ impl Store {
                  WHERE id IN (SELECT id FROM inbox WHERE {due} LIMIT {want}{lock}) RETURNING *"
             );
             let stmt = Statement::from_sql_and_values(b, sql, [until.into(), at.into()]);
-            let mut got = inbox::Model::find_by_statement(stmt).all(&tx.txn).await?;
+            let mut got = inbox::Model::find_by_statement(stmt).all(&*tx.txn).await?;
             got.sort_by_key(|r| (r.next_attempt_at, r.id));
             rows.extend(got);
         }
@@ -175,7 +175,7 @@ impl Store {
                     .col_expr(inbox::Column::LastError, Expr::value(Option::<String>::None))
                     .filter(inbox::Column::Id.is_in(chunk.iter().copied()))
                     .filter(still_leased(lease))
-                    .exec(&tx.txn)
+                    .exec(&*tx.txn)
                     .await?;
                 if res.rows_affected != chunk.len() as u64 {
                     return Err(StoreError::Conflict("inbox lease lost to another worker".into()));
@@ -203,7 +203,7 @@ impl Store {
             .col_expr(inbox::Column::LastError, Expr::value(error.chars().take(500).collect::<String>()))
             .filter(inbox::Column::Id.eq(id.0))
             .filter(still_leased(lease))
-            .exec(&tx.txn)
+            .exec(&*tx.txn)
             .await?;
         tx.commit().await?;
         Ok(())
@@ -224,7 +224,7 @@ impl Store {
             (None, None) => return Err(StoreError::Conflict("nothing to replay".into())),
         }
         let tx = self.write().await?;
-        let res = q.exec(&tx.txn).await?;
+        let res = q.exec(&*tx.txn).await?;
         tx.commit().await?;
         Ok(res.rows_affected)
     }
@@ -302,12 +302,12 @@ impl WriteTx {
     /// undo only them.
     pub async fn savepoint(&self) -> StoreResult<WriteTx> {
         use sea_orm::TransactionTrait;
-        Ok(WriteTx { txn: self.txn.begin().await?, _writer: None })
+        Ok(WriteTx::new(self.txn.begin().await?, None))
     }
 
     /// Undo this transaction (or savepoint) now rather than when it is dropped.
     pub async fn rollback(self) -> StoreResult<()> {
-        self.txn.rollback().await?;
+        self.into_txn()?.rollback().await?;
         Ok(())
     }
 }

@@ -311,7 +311,7 @@ impl Store {
         }
         let (s, x) = if la.id <= lb.id { (la.id, lb.id) } else { (lb.id, la.id) };
         let at = now();
-        let views = self.customer_views(&tx.txn, &[s, x]).await?;
+        let views = self.customer_views(&*tx.txn, &[s, x]).await?;
         let evidence = match views.as_slice() {
             [v1, v2] => serde_json::to_value(rules::explain(&Default::default(), v1, v2, &Blocked::new()).shared)
                 .unwrap_or(Value::Null),
@@ -325,7 +325,7 @@ impl Store {
             .col_expr(merge_candidate::Column::DecidedBy, Expr::value(actor))
             .filter(merge_candidate::Column::CustomerA.eq(p))
             .filter(merge_candidate::Column::CustomerB.eq(q))
-            .exec(&tx.txn)
+            .exec(&*tx.txn)
             .await?;
         let id = self.absorb(&tx.txn, CustomerId(s), CustomerId(x), rule, evidence, actor, reason, at).await?;
         self.recompute(&tx.txn, CustomerId(s), at).await?;
@@ -338,7 +338,7 @@ impl Store {
     /// records, and block the pair from merging again automatically.
     pub async fn unmerge(&self, extractor: &KeyExtractor, merge_id: Uuid, actor: &str) -> StoreResult<UnmergeOutcome> {
         let tx = self.write().await?;
-        let txn = &tx.txn;
+        let txn = &*tx.txn;
         let m = merge::Entity::find_by_id(merge_id).one(txn).await?.ok_or(StoreError::NotFound)?;
         if m.undone_at.is_some() {
             return Err(StoreError::Conflict("this merge was already undone".into()));
@@ -654,7 +654,7 @@ impl Store {
             .col_expr(merge_candidate::Column::DecidedAt, Expr::value(now()))
             .col_expr(merge_candidate::Column::DecidedBy, Expr::value(actor))
             .filter(merge_candidate::Column::Id.eq(id))
-            .exec(&tx.txn)
+            .exec(&*tx.txn)
             .await?;
         tx.commit().await?;
         Ok(())

@@ -83,15 +83,28 @@ pub struct Store {
 }
 
 /// A write transaction; on SQLite it also holds the writer lock until dropped.
+///
+/// Shared (`Arc`) so that a batch's writer can run as a task of its own on the runtime's
+/// threads (see `store::bulk`); it is the only other holder, and is joined before the
+/// batch returns, so commit and rollback find the transaction unshared.
 pub struct WriteTx {
-    pub(crate) txn: DatabaseTransaction,
+    pub(crate) txn: Arc<DatabaseTransaction>,
     _writer: Option<OwnedMutexGuard<()>>,
 }
 
 impl WriteTx {
+    pub(crate) fn new(txn: DatabaseTransaction, writer: Option<OwnedMutexGuard<()>>) -> Self {
+        Self { txn: Arc::new(txn), _writer: writer }
+    }
+
     pub async fn commit(self) -> StoreResult<()> {
-        self.txn.commit().await?;
+        self.into_txn()?.commit().await?;
         Ok(())
+    }
+
+    /// The transaction, once nothing else holds it.
+    pub(crate) fn into_txn(self) -> StoreResult<DatabaseTransaction> {
+        Arc::try_unwrap(self.txn).map_err(|_| StoreError::Corrupt("a transaction is still shared when it ends".into()))
     }
 }
 
@@ -216,7 +229,7 @@ impl Store {
             None => None,
         };
         let txn = self.db.begin().await?;
-        Ok(WriteTx { txn, _writer: guard })
+        Ok(WriteTx::new(txn, guard))
     }
 
     /// Refresh the planner's statistics after a bulk load (PostgreSQL: `ANALYZE`, whose

@@ -43,7 +43,7 @@ impl Store {
                     .update_columns([consent::Column::Status, consent::Column::Source, consent::Column::RecordedAt])
                     .to_owned(),
             )
-            .exec_without_returning(&tx.txn)
+            .exec_without_returning(&*tx.txn)
             .await?;
         tx.commit().await?;
         Ok((CustomerId(live.id), model))
@@ -161,7 +161,7 @@ impl Store {
             let mut current = id.0;
             let mut found = None;
             for _ in 0..32 {
-                let row = customer::Entity::find_by_id(current).one(&tx.txn).await?.ok_or(StoreError::NotFound)?;
+                let row = customer::Entity::find_by_id(current).one(&*tx.txn).await?.ok_or(StoreError::NotFound)?;
                 match row.merged_into {
                     Some(n) => current = n,
                     None => {
@@ -176,7 +176,7 @@ impl Store {
         cluster.extend(
             customer::Entity::find()
                 .filter(customer::Column::MergedInto.eq(live.id))
-                .all(&tx.txn)
+                .all(&*tx.txn)
                 .await?
                 .into_iter()
                 .map(|c| c.id),
@@ -197,7 +197,7 @@ impl Store {
         // Stored webhook payloads that carried this person: keep the dedupe key, drop the content.
         let inbox_ids: Vec<Uuid> = source_record::Entity::find()
             .filter(source_record::Column::CustomerId.is_in(cluster.clone()))
-            .all(&tx.txn)
+            .all(&*tx.txn)
             .await?
             .into_iter()
             .filter_map(|s| s.inbox_id)
@@ -222,13 +222,13 @@ impl Store {
         counts.insert("webhookPayloads".into(), json!(inbox_ids.len()));
         source_record::Entity::delete_many()
             .filter(source_record::Column::CustomerId.is_in(cluster.clone()))
-            .exec(&tx.txn)
+            .exec(&*tx.txn)
             .await?;
         identity::Entity::delete_many()
             .filter(identity::Column::CustomerId.is_in(cluster.clone()))
-            .exec(&tx.txn)
+            .exec(&*tx.txn)
             .await?;
-        order::Entity::delete_many().filter(order::Column::CustomerId.is_in(cluster.clone())).exec(&tx.txn).await?;
+        order::Entity::delete_many().filter(order::Column::CustomerId.is_in(cluster.clone())).exec(&*tx.txn).await?;
         // The merge ledger keeps ids only.
         merge::Entity::update_many()
             .col_expr(merge::Column::Evidence, Expr::value(json!([])))
@@ -237,15 +237,15 @@ impl Store {
             .filter(
                 merge::Column::SurvivorId.is_in(cluster.clone()).or(merge::Column::AbsorbedId.is_in(cluster.clone())),
             )
-            .exec(&tx.txn)
+            .exec(&*tx.txn)
             .await?;
         self.delete_review_candidates(&tx, &cluster).await?;
         customer::Entity::update_many()
             .col_expr(customer::Column::MergedInto, Expr::value(Option::<Uuid>::None))
             .filter(customer::Column::Id.is_in(cluster.clone()))
-            .exec(&tx.txn)
+            .exec(&*tx.txn)
             .await?;
-        customer::Entity::delete_many().filter(customer::Column::Id.is_in(cluster.clone())).exec(&tx.txn).await?;
+        customer::Entity::delete_many().filter(customer::Column::Id.is_in(cluster.clone())).exec(&*tx.txn).await?;
         let receipt = erasure_receipt::Model {
             id: Uuid::now_v7(),
             customer_id: live.id,
@@ -254,7 +254,7 @@ impl Store {
             counts: Value::Object(counts.clone()),
         };
         erasure_receipt::Entity::insert(erasure_receipt::ActiveModel::from(receipt.clone()))
-            .exec_without_returning(&tx.txn)
+            .exec_without_returning(&*tx.txn)
             .await?;
         self.audit_tx(
             &tx,
@@ -280,7 +280,7 @@ impl Store {
                     .is_in(ids.iter().copied())
                     .or(merge_candidate::Column::CustomerB.is_in(ids.iter().copied())),
             )
-            .exec(&tx.txn)
+            .exec(&*tx.txn)
             .await?;
         Ok(())
     }

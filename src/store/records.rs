@@ -136,7 +136,7 @@ impl Store {
             properties: Set(properties),
             created_at: Set(now()),
         })
-        .exec_without_returning(&tx.txn)
+        .exec_without_returning(&*tx.txn)
         .await?;
         Ok(())
     }
@@ -155,7 +155,7 @@ impl Store {
                     order::Entity::find()
                         .filter(order::Column::ConnectorId.eq(connector))
                         .filter(order::Column::ExternalId.is_in(chunk.iter().copied()))
-                        .all(&tx.txn)
+                        .all(&*tx.txn)
                         .await?,
                 );
             }
@@ -187,7 +187,7 @@ impl Store {
             ] {
                 sea_orm::ActiveModelTrait::reset(&mut m, col);
             }
-            order::Entity::update(m).exec(&tx.txn).await?;
+            order::Entity::update(m).exec(&*tx.txn).await?;
         }
         Ok(())
     }
@@ -214,7 +214,7 @@ impl Store {
     pub async fn customers_holding(&self, tx: &WriteTx, keys: &[IdentityKey]) -> StoreResult<Vec<CustomerId>> {
         let mut out = Vec::new();
         for k in keys {
-            let row = identity::Entity::find().filter(super::customers::key_condition(&[k])).one(&tx.txn).await?;
+            let row = identity::Entity::find().filter(super::customers::key_condition(&[k])).one(&*tx.txn).await?;
             if let Some(r) = row {
                 let id = CustomerId(r.customer_id);
                 if !out.contains(&id) {
@@ -230,7 +230,7 @@ impl Store {
         for id in ids {
             let absorbed: Vec<Uuid> = customer::Entity::find()
                 .filter(customer::Column::MergedInto.eq(id.0))
-                .all(&tx.txn)
+                .all(&*tx.txn)
                 .await?
                 .into_iter()
                 .map(|c| c.id)
@@ -239,14 +239,14 @@ impl Store {
             doomed.push(id.0);
             source_record::Entity::delete_many()
                 .filter(source_record::Column::CustomerId.is_in(doomed.clone()))
-                .exec(&tx.txn)
+                .exec(&*tx.txn)
                 .await?;
             customer::Entity::update_many()
                 .col_expr(customer::Column::MergedInto, Expr::value(Option::<Uuid>::None))
                 .filter(customer::Column::Id.is_in(doomed.clone()))
-                .exec(&tx.txn)
+                .exec(&*tx.txn)
                 .await?;
-            customer::Entity::delete_many().filter(customer::Column::Id.is_in(doomed)).exec(&tx.txn).await?;
+            customer::Entity::delete_many().filter(customer::Column::Id.is_in(doomed)).exec(&*tx.txn).await?;
         }
         Ok(())
     }
@@ -256,23 +256,23 @@ impl Store {
     pub async fn erase_connector_data(&self, tx: &WriteTx, connector: ConnectorId) -> StoreResult<u64> {
         let touched: Vec<Uuid> = source_record::Entity::find()
             .filter(source_record::Column::ConnectorId.eq(connector.0))
-            .all(&tx.txn)
+            .all(&*tx.txn)
             .await?
             .into_iter()
             .filter_map(|r| r.customer_id)
             .collect();
         source_record::Entity::delete_many()
             .filter(source_record::Column::ConnectorId.eq(connector.0))
-            .exec(&tx.txn)
+            .exec(&*tx.txn)
             .await?;
         identity::Entity::delete_many()
             .filter(identity::Column::SourceConnector.eq(connector.to_string()))
-            .exec(&tx.txn)
+            .exec(&*tx.txn)
             .await?;
         let mut erased = 0;
         for c in touched {
             let left =
-                source_record::Entity::find().filter(source_record::Column::CustomerId.eq(c)).one(&tx.txn).await?;
+                source_record::Entity::find().filter(source_record::Column::CustomerId.eq(c)).one(&*tx.txn).await?;
             if left.is_none() {
                 self.erase_customers_tx(tx, &[CustomerId(c)]).await?;
                 erased += 1;

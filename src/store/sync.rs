@@ -161,7 +161,7 @@ impl Store {
                 .update_columns([sync_cursor::Column::State, sync_cursor::Column::UpdatedAt])
                 .to_owned(),
         )
-        .exec_without_returning(&tx.txn)
+        .exec_without_returning(&*tx.txn)
         .await?;
         Ok(())
     }
@@ -175,7 +175,7 @@ impl Store {
             .col_expr(sync_run::Column::FinishedAt, Expr::value(now()))
             .filter(sync_run::Column::ConnectorId.eq(id.0))
             .filter(sync_run::Column::State.eq(run_state::RUNNING))
-            .exec(&tx.txn)
+            .exec(&*tx.txn)
             .await?;
         let model = sync_run::Model {
             id: Uuid::now_v7(),
@@ -190,7 +190,7 @@ impl Store {
             started_at: now(),
             finished_at: None,
         };
-        sync_run::Entity::insert(sync_run::ActiveModel::from(model.clone())).exec_without_returning(&tx.txn).await?;
+        sync_run::Entity::insert(sync_run::ActiveModel::from(model.clone())).exec_without_returning(&*tx.txn).await?;
         tx.commit().await?;
         Ok(model)
     }
@@ -202,7 +202,7 @@ impl Store {
             .col_expr(sync_run::Column::Records, Expr::col(sync_run::Column::Records).add(records))
             .col_expr(sync_run::Column::Errors, Expr::col(sync_run::Column::Errors).add(errors))
             .filter(sync_run::Column::Id.eq(run))
-            .exec(&tx.txn)
+            .exec(&*tx.txn)
             .await?;
         Ok(())
     }
@@ -222,9 +222,9 @@ impl Store {
             .col_expr(sync_run::Column::LastError, Expr::value(last_error))
             .col_expr(sync_run::Column::FinishedAt, Expr::value(now()))
             .filter(sync_run::Column::Id.eq(run))
-            .exec(&tx.txn)
+            .exec(&*tx.txn)
             .await?;
-        let row = sync_run::Entity::find_by_id(run).one(&tx.txn).await?.ok_or(StoreError::NotFound)?;
+        let row = sync_run::Entity::find_by_id(run).one(&*tx.txn).await?.ok_or(StoreError::NotFound)?;
         tx.commit().await?;
         Ok(row)
     }
