@@ -460,7 +460,8 @@ impl Store {
             if pending.records.len() >= STREAM_RECORDS {
                 queue.send(self.row_statements(b, &mut pending, at)?)?;
             }
-            // The writer runs in this task: let it hand its next statement to the database.
+            // On a current-thread runtime (tests, embedders) the writer task runs only when
+            // this one pauses: let it hand its next statement to the database.
             tokio::task::yield_now().await;
         }
         let resolved_in = started.elapsed();

@@ -14,7 +14,7 @@ use uuid::Uuid;
 
 use super::customers::now;
 use super::entities::{customer, event, identity, merge, merge_candidate, order, source_record};
-use super::{ph, Cursor, Page, PageRequest, Store, StoreError, StoreResult};
+use super::{Cursor, Page, PageRequest, Store, StoreError, StoreResult};
 use crate::identity::normalize::PersonName;
 use crate::identity::rules::{self, blocked_pair, Blocked, CustomerView, Explanation, HeldKey};
 use crate::identity::survivorship::{golden_record_with, GoldenRecord};
@@ -70,12 +70,49 @@ pub(crate) async fn insert_candidates(
 /// The `ON CONFLICT` clause of a candidate insert: a pair already queued or decided stays.
 pub(crate) const KEEP_CANDIDATES: &str = "ON CONFLICT (customer_a, customer_b) DO NOTHING";
 
-/// Point `table`'s rows of customer `from` to `to`, returning their ids.
-async fn repoint(txn: &DatabaseTransaction, table: &str, column: &str, from: Uuid, to: Uuid) -> StoreResult<Vec<Uuid>> {
-    let b = txn.get_database_backend();
-    let sql = format!("UPDATE {table} SET {column} = {} WHERE {column} = {} RETURNING id", ph(b, 1), ph(b, 2));
-    let rows = txn.query_all(Statement::from_sql_and_values(b, sql, [to.into(), from.into()])).await?;
-    Ok(rows.iter().map(|r| r.try_get::<Uuid>("", "id")).collect::<Result<_, _>>()?)
+/// One statement (SQLite: one string of statements, sent once) that moves everything of
+/// customer `$2` to `$1` for a merge at `$3` by `$4`, and settles the pair's pending
+/// suggestion (`$5`, `$6` in order): identities, source records, events and orders are
+/// re-pointed, tags copied over (those already there stay), the absorbed customer and those
+/// redirected to it point to the survivor. Returns one row per moved thing: `part`, and
+/// `id` or `tag`. A merge used to send these as eight statements, each a round trip to the
+/// database's thread or server.
+fn move_all_sql(b: sea_orm::DatabaseBackend) -> &'static str {
+    const SQLITE: &str = "\
+        UPDATE identities SET customer_id = ?1 WHERE customer_id = ?2 RETURNING 'identities' AS part, id, NULL AS tag; \
+        UPDATE source_records SET customer_id = ?1 WHERE customer_id = ?2 RETURNING 'source_records' AS part, id, NULL AS tag; \
+        UPDATE events SET customer_id = ?1 WHERE customer_id = ?2 RETURNING 'events' AS part, id, NULL AS tag; \
+        UPDATE orders SET customer_id = ?1 WHERE customer_id = ?2 RETURNING 'orders' AS part, id, NULL AS tag; \
+        INSERT INTO customer_tags (customer_id, tag, created_at) SELECT ?1, tag, ?3 FROM customer_tags \
+          WHERE customer_id = ?2 ON CONFLICT (customer_id, tag) DO NOTHING; \
+        DELETE FROM customer_tags WHERE customer_id = ?2 RETURNING 'tags' AS part, NULL AS id, tag; \
+        UPDATE customers SET merged_into = ?1 WHERE id = ?2 OR merged_into = ?2 \
+          RETURNING 'redirected' AS part, id, NULL AS tag; \
+        UPDATE merge_candidates SET status = 'accepted', decided_at = ?3, decided_by = ?4 \
+          WHERE customer_a = ?5 AND customer_b = ?6 AND status = 'pending'";
+    // Data-modifying WITH clauses all run, once, on the statement's snapshot: the tag copy
+    // reads the absorbed customer's tags as they were before the delete beside it.
+    const POSTGRES: &str = "\
+        WITH i AS (UPDATE identities SET customer_id = $1 WHERE customer_id = $2 RETURNING id), \
+        r AS (UPDATE source_records SET customer_id = $1 WHERE customer_id = $2 RETURNING id), \
+        e AS (UPDATE events SET customer_id = $1 WHERE customer_id = $2 RETURNING id), \
+        o AS (UPDATE orders SET customer_id = $1 WHERE customer_id = $2 RETURNING id), \
+        tc AS (INSERT INTO customer_tags (customer_id, tag, created_at) SELECT $1, tag, $3 FROM customer_tags \
+          WHERE customer_id = $2 ON CONFLICT (customer_id, tag) DO NOTHING), \
+        td AS (DELETE FROM customer_tags WHERE customer_id = $2 RETURNING tag), \
+        c AS (UPDATE customers SET merged_into = $1 WHERE id = $2 OR merged_into = $2 RETURNING id), \
+        m AS (UPDATE merge_candidates SET status = 'accepted', decided_at = $3, decided_by = $4 \
+          WHERE customer_a = $5 AND customer_b = $6 AND status = 'pending') \
+        SELECT 'identities' AS part, id, NULL::text AS tag FROM i \
+        UNION ALL SELECT 'source_records', id, NULL FROM r \
+        UNION ALL SELECT 'events', id, NULL FROM e \
+        UNION ALL SELECT 'orders', id, NULL FROM o \
+        UNION ALL SELECT 'tags', NULL::uuid, tag FROM td \
+        UNION ALL SELECT 'redirected', id, NULL FROM c";
+    match b {
+        sea_orm::DatabaseBackend::Postgres => POSTGRES,
+        _ => SQLITE,
+    }
 }
 
 fn ordered(a: Uuid, b: Uuid) -> (Uuid, Uuid) {
@@ -221,54 +258,37 @@ impl Store {
         if !drop_ids.is_empty() {
             identity::Entity::delete_many().filter(identity::Column::Id.is_in(drop_ids.clone())).exec(txn).await?;
         }
-        // Each move returns what it moved (one statement instead of a read and a write).
-        let mut moved_idents = repoint(txn, "identities", "customer_id", a, s).await?;
-        moved_idents.sort_unstable();
-        let records = repoint(txn, "source_records", "customer_id", a, s).await?;
-        let events = repoint(txn, "events", "customer_id", a, s).await?;
-        let orders = repoint(txn, "orders", "customer_id", a, s).await?;
         let b = txn.get_database_backend();
-        let tags: Vec<String> = txn
-            .query_all(Statement::from_sql_and_values(
-                b,
-                format!("DELETE FROM customer_tags WHERE customer_id = {} RETURNING tag", ph(b, 1)),
-                [a.into()],
-            ))
-            .await?
-            .iter()
-            .map(|r| r.try_get::<String>("", "tag"))
-            .collect::<Result<_, _>>()?;
-        self.add_tags(txn, survivor, tags.iter().map(String::as_str), at).await?;
-        // The absorbed customer and those already redirected to it now point to the survivor.
-        let redirected: Vec<Uuid> = txn
-            .query_all(Statement::from_sql_and_values(
-                b,
-                format!(
-                    "UPDATE customers SET merged_into = {} WHERE id = {} OR merged_into = {} RETURNING id",
-                    ph(b, 1),
-                    ph(b, 2),
-                    ph(b, 2)
-                ),
-                [s.into(), a.into()],
-            ))
-            .await?
-            .iter()
-            .map(|r| r.try_get::<Uuid>("", "id"))
-            .collect::<Result<Vec<_>, _>>()?
-            .into_iter()
-            .filter(|id| *id != a)
-            .collect();
-        // Pending suggestions between the two are settled by the merge.
         let (x, y) = ordered(s, a);
-        merge_candidate::Entity::update_many()
-            .col_expr(merge_candidate::Column::Status, Expr::value("accepted"))
-            .col_expr(merge_candidate::Column::DecidedAt, Expr::value(at))
-            .col_expr(merge_candidate::Column::DecidedBy, Expr::value(actor))
-            .filter(merge_candidate::Column::CustomerA.eq(x))
-            .filter(merge_candidate::Column::CustomerB.eq(y))
-            .filter(merge_candidate::Column::Status.eq("pending"))
-            .exec(txn)
+        let moves = txn
+            .query_all(Statement::from_sql_and_values(
+                b,
+                move_all_sql(b),
+                [s.into(), a.into(), at.into(), actor.into(), x.into(), y.into()],
+            ))
             .await?;
+        let (mut moved_idents, mut records, mut events, mut orders, mut redirected) =
+            (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        let mut tags: Vec<String> = Vec::new();
+        for row in &moves {
+            let part: String = row.try_get("", "part")?;
+            let list = match part.as_str() {
+                "tags" => {
+                    tags.push(row.try_get::<String>("", "tag")?);
+                    continue;
+                }
+                "identities" => &mut moved_idents,
+                "source_records" => &mut records,
+                "events" => &mut events,
+                "orders" => &mut orders,
+                "redirected" => &mut redirected,
+                other => return Err(corrupt(format!("unexpected part {other} of a merge's moves"))),
+            };
+            list.push(row.try_get::<Uuid>("", "id")?);
+        }
+        moved_idents.sort_unstable();
+        // The absorbed customer and those already redirected to it now point to the survivor.
+        redirected.retain(|id| *id != a);
         let moved = json!({
             "identities": moved_idents, "dropped_identities": dropped, "source_records": records,
             "events": events, "orders": orders, "tags": tags,
