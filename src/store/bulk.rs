@@ -76,6 +76,17 @@ enum Job {
     Barrier(tokio::sync::oneshot::Sender<()>),
 }
 
+/// A batch's writer task, stopped if the batch is dropped before it ends (a cancelled
+/// caller): otherwise it would run the rest of its queue on a transaction whose writer lock
+/// was already released, and keep it open until then.
+struct WriterTask(tokio::task::JoinHandle<StoreResult<()>>);
+
+impl Drop for WriterTask {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
 /// The resolver's end of the writer's queue.
 struct Queue {
     jobs: tokio::sync::mpsc::UnboundedSender<Job>,
@@ -269,13 +280,13 @@ impl Store {
     ) -> StoreResult<Vec<IngestOutcome>> {
         let (queue, jobs) = tokio::sync::mpsc::unbounded_channel();
         let queue = Queue { jobs: queue, waits: Default::default() };
-        let writer = tokio::spawn(self.clone().run_jobs(txn.clone(), jobs));
+        let mut writer = WriterTask(tokio::spawn(self.clone().run_jobs(txn.clone(), jobs)));
         let resolved = self.resolve_in(txn, extractor, items, &queue).await;
         // Closing the queue ends the writer once it has run what is queued; it must end
         // before this returns (it shares the transaction) even when resolving failed.
         drop(queue);
         // A writer that failed made the resolver fail too (its queue closed): report the cause.
-        writer.await.map_err(|e| StoreError::Corrupt(format!("the batch writer failed: {e}")))??;
+        (&mut writer.0).await.map_err(|e| StoreError::Corrupt(format!("the batch writer failed: {e}")))??;
         resolved
     }
 
