@@ -407,7 +407,8 @@ impl Store {
                     // carry on here with the survivor as the merge leaves it.
                     merges += 1;
                     let parties: Vec<CustomerId> = std::iter::once(survivor).chain(absorbed.iter().copied()).collect();
-                    queue.send(self.row_statements_of(b, &mut pending, &parties, at)?)?;
+                    let theirs = pending.take_rows_of(&parties);
+                    queue.send(self.statements_of(b, theirs, &mut pending, at)?)?;
                     let early: Vec<CustomerId> =
                         absorbed.iter().filter(|a| pending.touched.remove(*a)).copied().collect();
                     if !early.is_empty() {
@@ -639,21 +640,6 @@ impl Store {
         self.statements_of(b, p, pending, at)
     }
 
-    /// The statements that write the pending rows a merge of `customers` reads or changes:
-    /// their customer, identity and source-record rows, and the suggestions among them.
-    /// The other rows stay pending, so a merge costs its own statements rather than a flush
-    /// of every table in small, odd-sized pieces.
-    fn row_statements_of(
-        &self,
-        b: DbBackend,
-        pending: &mut Pending,
-        customers: &[CustomerId],
-        at: DateTime<Utc>,
-    ) -> StoreResult<Vec<Statement>> {
-        let p = pending.take_rows_of(customers);
-        self.statements_of(b, p, pending, at)
-    }
-
     /// The statements writing the rows of `p`, taken out of `pending` (whose history gives
     /// the golden fields of new customers, which leave its `touched`).
     fn statements_of(
@@ -800,7 +786,10 @@ fn primaries_of<'a>(newest_first: impl Iterator<Item = &'a identity::Model>) -> 
 }
 
 impl Pending {
-    /// The rows of `customers` (and the suggestions among them), leaving the rest.
+    /// The pending rows a merge of `customers` reads or changes: their customer, identity
+    /// and source-record rows, and the suggestions among them. The other rows stay, so a
+    /// merge costs its own statements rather than a flush of every table in small,
+    /// odd-sized pieces.
     fn take_rows_of(&mut self, customers: &[CustomerId]) -> Pending {
         let mine = |c: &Uuid| customers.iter().any(|x| x.0 == *c);
         let mut out = Pending::default();
