@@ -33,6 +33,7 @@ mod email;
 mod junk;
 mod name;
 mod phone;
+mod phone_validity;
 
 pub use email::{Email, EmailError};
 pub use junk::{JunkFilter, DEFAULT_VALUES, JUNK_EMAIL_LOCALS};

@@ -344,7 +344,7 @@ fn valid_reading(region: Option<Id>, text: &str) -> Option<Candidate> {
         }
     });
     let number = phonenumber::parse(region, text).ok()?;
-    if !number.is_valid() {
+    if !super::phone_validity::is_valid(&number) {
         return None;
     }
     let national = number.national().to_string();
@@ -816,12 +816,17 @@ mod tests {
         for raw in numbers {
             let _ = Phone::parse(raw, &likely);
         }
-        let cache = phonenumber::metadata::DATABASE.cache();
-        let cache = cache.lock().unwrap();
-        // Above the crate's default of 100: these ten alone compile 76 patterns, and the
-        // first 20,000 phones of the benchmark set 119, which at 100 evicted each other.
-        assert_eq!(cache.capacity(), COMPILED_PATTERNS);
-        assert!(cache.len() >= 70, "{} patterns compiled", cache.len());
+        let (capacity, len) = {
+            let cache = phonenumber::metadata::DATABASE.cache();
+            let cache = cache.lock().unwrap();
+            (cache.capacity(), cache.len())
+        };
+        // Above the crate's default of 100: parsing these ten alone compiles ~50 of the
+        // crate's patterns (validation uses patterns of its own, `phone_validity`), and
+        // before that split the first 20,000 phones of the benchmark set used 119, which at
+        // 100 evicted each other.
+        assert_eq!(capacity, COMPILED_PATTERNS);
+        assert!(len >= 40, "{len} patterns compiled");
     }
 
     #[test]
