@@ -348,7 +348,8 @@ fn valid_reading(region: Option<Id>, text: &str) -> Option<Candidate> {
         return None;
     }
     let national = number.national().to_string();
-    Some(Candidate { e164: format!("+{}{}", number.code().value(), national), national, region: number.country().id() })
+    let region = super::phone_validity::region_of(&number);
+    Some(Candidate { e164: format!("+{}{}", number.code().value(), national), national, region })
 }
 
 /// Reads a hint region; unknown codes are ignored (see [`RegionHints`]).

@@ -1,6 +1,6 @@
-//! Whether a parsed number is valid, decided exactly as `phonenumber`'s `is_valid` decides
-//! it, from the same metadata, but with the metadata's patterns compiled once into regular
-//! expressions of our own.
+//! Whether a parsed number is valid, and its region, decided exactly as `phonenumber`'s
+//! `is_valid` and `country().id()` decide them, from the same metadata, but with the
+//! metadata's patterns compiled once into regular expressions of our own.
 //!
 //! Why: the crate keeps its patterns in one process-wide LRU cache behind a mutex, and
 //! every pattern use locks it and hashes the pattern's text (often hundreds of bytes) twice
@@ -21,6 +21,7 @@
 use std::collections::HashMap;
 use std::sync::{Arc, OnceLock, RwLock};
 
+use phonenumber::country::Id;
 use phonenumber::metadata::{Descriptor, Metadata, DATABASE};
 use phonenumber::PhoneNumber;
 use regex::Regex;
@@ -101,24 +102,35 @@ fn compiled(meta: &'static Metadata) -> Arc<Compiled> {
     c
 }
 
-/// `number.is_valid()`, without the crate's pattern cache.
-pub(super) fn is_valid(number: &PhoneNumber) -> bool {
-    let code = number.code().value();
-    let national = number.national().to_string();
+/// The metadata the crate's `source_for` picks for `national` under calling code `code`:
+/// the code's only region (or non-geographic entity), else the first of its regions whose
+/// leading digits match, or, lacking a leading-digits pattern, that gives the number a type.
+fn metadata_for(code: u16, national: &str) -> Option<&'static Metadata> {
     let db: &'static phonenumber::metadata::Database = &DATABASE;
-    let Some(regions) = db.region(&code) else { return false };
-    let meta = match regions.as_slice() {
+    let regions = db.region(&code)?;
+    match regions.as_slice() {
         [only] if *only == "001" => db.by_code(&code).and_then(|m| m.into_iter().next()),
-        [only] => only.parse::<phonenumber::country::Id>().ok().and_then(|_| db.by_id(*only)),
+        [only] => only.parse::<Id>().ok().and_then(|_| db.by_id(*only)),
         shared => shared.iter().filter_map(|r| db.by_id(*r)).find(|meta| {
             let c = compiled(meta);
             match &c.leading_digits {
-                Some(re) => re.is_match(&national),
-                None => c.has_type(&national),
+                Some(re) => re.is_match(national),
+                None => c.has_type(national),
             }
         }),
-    };
-    meta.is_some_and(|meta| compiled(meta).has_type(&national))
+    }
+}
+
+/// `number.is_valid()`, without the crate's pattern cache.
+pub(super) fn is_valid(number: &PhoneNumber) -> bool {
+    let national = number.national().to_string();
+    metadata_for(number.code().value(), &national).is_some_and(|meta| compiled(meta).has_type(&national))
+}
+
+/// `number.country().id()`, without the crate's pattern cache (it reads the national
+/// number without its leading zeros, as the crate does there).
+pub(super) fn region_of(number: &PhoneNumber) -> Option<Id> {
+    metadata_for(number.code().value(), &number.national().value().to_string()).and_then(|m| m.id().parse().ok())
 }
 
 #[cfg(test)]
@@ -132,9 +144,10 @@ mod tests {
 
     /// Both decide alike on `text` read in `region`; whether it is valid.
     fn agree(region: Option<&str>, text: &str) -> bool {
-        let id = region.map(|r| r.parse::<phonenumber::country::Id>().unwrap());
+        let id = region.map(|r| r.parse::<Id>().unwrap());
         let Ok(n) = phonenumber::parse(id, text) else { return false };
         assert_eq!(is_valid(&n), n.is_valid(), "{region:?} {text}");
+        assert_eq!(region_of(&n), n.country().id(), "{region:?} {text}");
         n.is_valid()
     }
 
