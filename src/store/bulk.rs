@@ -23,10 +23,10 @@ use sea_orm::{
 use serde_json::Value;
 use uuid::Uuid;
 
-use super::customers::{created_at, identity_upsert, new_source_record, now, RecordOrder, KEEP_TAGS};
+use super::customers::{created_at, identity_upsert, now, source_record_row, RecordOrder, KEEP_TAGS};
 use super::entities::{customer, customer_tag, identity, merge_candidate, source_record};
 use super::merges::KEEP_CANDIDATES;
-use super::rows::insert_statements;
+use super::rows::{insert_statements, insert_statements_with_json_text};
 use super::shapes::{padded_in, rows_per_statement, slices_of};
 use super::{ph, IngestOutcome, Store, StoreError, StoreResult};
 use crate::identity::keys::Extracted;
@@ -176,7 +176,8 @@ struct Pending {
     /// One row per (customer, key), in first-write order; later writes fold in.
     identities: Vec<identity::Model>,
     identity_index: HashMap<(CustomerId, IdentityKey), usize>,
-    records: Vec<source_record::ActiveModel>,
+    /// Source records, each with its payload serialised as JSON text.
+    records: Vec<(source_record::ActiveModel, String)>,
     suggestions: Vec<merge_candidate::ActiveModel>,
     suggested: HashSet<(Uuid, Uuid)>,
     /// Customers whose golden record must be recomputed.
@@ -450,7 +451,8 @@ impl Store {
                 }
             }
             // The golden name moves with every record, as a recompute would move it.
-            let record = new_source_record(customer_id, obs, at)?;
+            let record = source_record_row(customer_id, obs, at);
+            let payload = serde_json::to_string(obs).map_err(|e| StoreError::Corrupt(e.to_string()))?;
             let history = pending.history.get_mut(&customer_id).expect("history loaded above");
             history.push((at, *record.id.as_ref()), obs.clone());
             let golden = golden_record_with(&self.survivorship, &history.obs);
@@ -466,7 +468,7 @@ impl Store {
                     pending.suggest(customer_id, s.other, &s.rule, evidence, at);
                 }
             }
-            pending.records.push(record);
+            pending.records.push((record, payload));
             pending.touched.insert(customer_id);
             out.push(IngestOutcome { customer_id, created, merged, rejected });
             if pending.records.len() >= STREAM_RECORDS {
@@ -666,7 +668,7 @@ impl Store {
         let models = |rows: Vec<identity::Model>| rows.into_iter().map(identity::ActiveModel::from).collect::<Vec<_>>();
         out.extend(insert_statements(b, models(active), identity_upsert(true))?);
         out.extend(insert_statements(b, models(aside), identity_upsert(false))?);
-        out.extend(insert_statements(b, p.records, "")?);
+        out.extend(insert_statements_with_json_text(b, p.records, source_record::Column::Payload, "")?);
         out.extend(insert_statements(b, p.suggestions, KEEP_CANDIDATES)?);
         Ok(out)
     }
@@ -816,9 +818,10 @@ impl Pending {
             }
             None => false,
         });
-        let (taken, kept): (Vec<_>, Vec<_>) = std::mem::take(&mut self.records)
-            .into_iter()
-            .partition(|r: &source_record::ActiveModel| r.customer_id.as_ref().as_ref().is_some_and(mine));
+        let (taken, kept): (Vec<_>, Vec<_>) =
+            std::mem::take(&mut self.records).into_iter().partition(|(r, _): &(source_record::ActiveModel, String)| {
+                r.customer_id.as_ref().as_ref().is_some_and(mine)
+            });
         out.records = taken;
         self.records = kept;
         let (taken, kept): (Vec<_>, Vec<_>) = std::mem::take(&mut self.suggestions)

@@ -135,18 +135,30 @@ pub(crate) fn new_source_record(
     obs: &Observation,
     at: DateTime<Utc>,
 ) -> StoreResult<source_record::ActiveModel> {
-    Ok(source_record::ActiveModel {
+    let mut row = source_record_row(customer_id, obs, at);
+    row.payload = Set(serde_json::to_value(obs).map_err(|e| StoreError::Corrupt(e.to_string()))?);
+    Ok(row)
+}
+
+/// [`new_source_record`] with the payload left unset, for a writer that binds it as JSON
+/// text ([`super::rows::insert_statements_with_json_text`]).
+pub(crate) fn source_record_row(
+    customer_id: CustomerId,
+    obs: &Observation,
+    at: DateTime<Utc>,
+) -> source_record::ActiveModel {
+    source_record::ActiveModel {
         id: Set(Uuid::now_v7()),
         customer_id: Set(Some(customer_id.0)),
         connector_id: Set(obs.source.connector_id.map(|c| c.0)),
         source: Set(obs.source.source.clone()),
         external_id: Set(obs.record_id.clone()),
         record_kind: Set(obs.record_kind.clone()),
-        payload: Set(serde_json::to_value(obs).map_err(|e| StoreError::Corrupt(e.to_string()))?),
+        payload: sea_orm::ActiveValue::NotSet,
         occurred_at: Set(obs.occurred_at.map(|t| t.trunc_subsecs(6))),
         received_at: Set(at),
         inbox_id: Set(obs.source.inbox_id),
-    })
+    }
 }
 
 impl Store {

@@ -26,6 +26,34 @@ pub(crate) fn insert_statements<A>(b: DatabaseBackend, rows: Vec<A>, tail: &str)
 where
     A: ActiveModelTrait,
 {
+    build(b, rows.into_iter().map(|r| (r, None)).collect(), None, tail)
+}
+
+/// [`insert_statements`] for rows whose JSON column `json` is given as text already
+/// serialised (and left unset in the model): a document serialised straight from its Rust
+/// value skips the `serde_json::Value` tree that a model's JSON column needs, which the
+/// bulk path built only to turn it into text again.
+pub(crate) fn insert_statements_with_json_text<A>(
+    b: DatabaseBackend,
+    rows: Vec<(A, String)>,
+    json: <A::Entity as sea_orm::EntityTrait>::Column,
+    tail: &str,
+) -> StoreResult<Vec<Statement>>
+where
+    A: ActiveModelTrait,
+{
+    build(b, rows.into_iter().map(|(r, text)| (r, Some(text))).collect(), Some(json), tail)
+}
+
+fn build<A>(
+    b: DatabaseBackend,
+    rows: Vec<(A, Option<String>)>,
+    json: Option<<A::Entity as sea_orm::EntityTrait>::Column>,
+    tail: &str,
+) -> StoreResult<Vec<Statement>>
+where
+    A: ActiveModelTrait,
+{
     let mut out = Vec::new();
     if rows.is_empty() {
         return Ok(out);
@@ -33,6 +61,7 @@ where
     let columns: Vec<<A::Entity as sea_orm::EntityTrait>::Column> =
         <<A::Entity as sea_orm::EntityTrait>::Column as Iterable>::iter().collect();
     let names: Vec<String> = columns.iter().map(|c| format!("\"{}\"", c.to_string())).collect();
+    let json_at = json.map(|j| j.to_string()).and_then(|j| columns.iter().position(|c| c.to_string() == j));
     let table = A::Entity::default().table_name().to_string();
     let head = format!("INSERT INTO \"{table}\" ({}) VALUES ", names.join(", "));
     let width = columns.len();
@@ -40,17 +69,33 @@ where
         let mut sql = String::with_capacity(head.len() + chunk.len() * width * 5 + tail.len() + 1);
         sql.push_str(&head);
         let mut values: Vec<sea_orm::Value> = Vec::with_capacity(chunk.len() * width);
-        for (r, mut row) in chunk.into_iter().enumerate() {
+        for (r, (mut row, mut text)) in chunk.into_iter().enumerate() {
             sql.push_str(if r == 0 { "(" } else { ", (" });
             for (c, col) in columns.iter().enumerate() {
                 if c > 0 {
                     sql.push_str(", ");
                 }
-                sql.push_str(&ph(b, values.len() + 1));
-                let value = row.take(*col).into_value().ok_or_else(|| {
-                    StoreError::Corrupt(format!("{table}.{} not set on a bulk insert", col.to_string()))
-                })?;
-                values.push(as_bound(b, value));
+                let placeholder = ph(b, values.len() + 1);
+                let given = if json_at == Some(c) { text.take() } else { None };
+                let value = match given {
+                    // PostgreSQL parses the text into `jsonb`; SQLite stores JSON as text.
+                    Some(text) => {
+                        if b == DatabaseBackend::Postgres {
+                            sql.push_str(&format!("CAST({placeholder} AS jsonb)"));
+                        } else {
+                            sql.push_str(&placeholder);
+                        }
+                        sea_orm::Value::String(Some(Box::new(text)))
+                    }
+                    None => {
+                        sql.push_str(&placeholder);
+                        let value = row.take(*col).into_value().ok_or_else(|| {
+                            StoreError::Corrupt(format!("{table}.{} not set on a bulk insert", col.to_string()))
+                        })?;
+                        as_bound(b, value)
+                    }
+                };
+                values.push(value);
             }
             sql.push(')');
         }
