@@ -36,12 +36,14 @@
 //! # Cost
 //! The metadata database is a process-wide lazy static inside `phonenumber`, loaded and its
 //! patterns compiled once, on first use (~70 ms; call [`warm_up`] at start-up to keep that
-//! off the first request). Nothing here compiles a regex per call. Measured on records.jsonl (release build, shared
-//! 2-core machine): a `+` number costs 4–5 µs when its calling code has one region (CN, DE,
-//! FR, ES) and 9–18 µs when the code is shared (+1 NANP, +44 GB/GG/IM/JE), because the crate
-//! finds the region by trying each sharing region's patterns; a national number costs one
-//! parse per region tried (~5–7 µs each). Over all 11,745 phones of records.jsonl: ~10 µs per
-//! phone with record-country hints, ~25 µs with six likely regions.
+//! off the first request). Nothing here compiles a regex per call. Parsing goes through the
+//! crate; deciding validity and the region does not (`phone_validity`: the same rule with
+//! patterns compiled once into regexes of our own, because the crate's shared pattern cache
+//! cost more than the matching). A national number costs one parse and one validation per
+//! region tried, so six likely regions cost about six times a number with a country hint.
+//! Before `phone_validity`, on records.jsonl: ~10 µs per phone with record-country hints,
+//! ~25 µs with six likely regions; it cut the import's reading thread by about half
+//! (BENCHMARKS.md, "Ninth session").
 
 use std::borrow::Cow;
 use std::fmt;
