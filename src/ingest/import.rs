@@ -244,17 +244,22 @@ impl ClassifyName for serde_json::Error {
     }
 }
 
-/// Chunks per transaction on SQLite. A batch's random index inserts dirty about half the
-/// pages of the active-key index at a million customers, and SQLite writes every dirty page
-/// to the WAL at each commit (and again into the database at the next checkpoint); four
-/// chunks per commit write each such page once instead of up to four times. The chunks'
-/// resolution state is still freed after each one: only SQLite's page cache holds the
-/// group (spilling to the WAL past its size). PostgreSQL logs rows, not pages, and a long
-/// transaction there would hold its identity-key locks longer against webhooks: one chunk
-/// per transaction.
-const SQLITE_CHUNKS_PER_COMMIT: usize = 4;
+/// Chunks per transaction on SQLite, at most. A batch's random index inserts dirty about
+/// half the pages of the active-key index at a million customers, and SQLite writes every
+/// dirty page to the WAL at each commit (and again into the database at the next
+/// checkpoint); grouped chunks write each such page once per group. Sixteen chunks (80,000
+/// records) instead of four: 13.3 → 5.8 GB written for 100k people into a 1M store, the
+/// 1M import 134.4 → 118.9 s, peak RSS 552 → 658 MB (the group's records are kept until
+/// it commits, for a replay). A group commits early, after the chunk in hand, when another
+/// writer waits for the lock ([`Store::writers_waiting`]): a webhook arriving during an
+/// import waits for one chunk, not for the group. The chunks' resolution state is still
+/// freed after each one: only SQLite's page cache holds the group (spilling to the WAL
+/// past its size). PostgreSQL logs rows, not pages, and a long transaction there would
+/// hold its identity-key locks longer against webhooks: one chunk per transaction.
+const SQLITE_CHUNKS_PER_COMMIT: usize = 16;
 
-/// Writes chunks in groups of [`SQLITE_CHUNKS_PER_COMMIT`], each group in one transaction.
+/// Writes chunks in groups of up to [`SQLITE_CHUNKS_PER_COMMIT`], each group in one
+/// transaction, committed early when another writer waits.
 /// A group that fails on a transient conflict (another process wrote the SQLite file
 /// between its reads and its writes) is rolled back and written again one chunk per
 /// transaction, with [`Store::ingest_bulk`]'s retries; so the group's chunks are kept until
@@ -296,7 +301,7 @@ impl<'a> GroupWriter<'a> {
                 self.outcomes.extend(outcomes);
                 self.group.push(items);
                 self.tx = Some(tx);
-                if self.group.len() >= self.per_commit {
+                if self.group.len() >= self.per_commit || self.store.writers_waiting() {
                     self.commit(summary).await?;
                 }
                 Ok(())
@@ -422,4 +427,52 @@ pub async fn export_customers(store: &Store, mut out: impl Write) -> anyhow::Res
     }
     out.flush()?;
     Ok(n)
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use crate::identity::normalize::JunkFilter;
+    use crate::ingest::FlatRecord;
+
+    fn chunk(extractor: &KeyExtractor, from: usize) -> Vec<BulkItem> {
+        (from..from + 3)
+            .map(|i| {
+                let rec: FlatRecord = serde_json::from_value(json!({
+                    "record_id": format!("r{i}"), "source": "csv", "email": format!("p{i}@example.org"),
+                }))
+                .unwrap();
+                BulkItem::new(extractor, rec.into_observation().unwrap(), None)
+            })
+            .collect()
+    }
+
+    /// A group stays open across chunks while nobody else wants to write, and commits
+    /// after the chunk in hand once another writer waits for the lock.
+    #[tokio::test]
+    async fn a_group_commits_early_when_another_writer_waits() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::connect(&format!("sqlite://{}", dir.path().join("t.db").display()), 4).await.unwrap();
+        store.migrate().await.unwrap();
+        let extractor = KeyExtractor::new(JunkFilter::new(&[], &[]).unwrap(), vec![]);
+        let mut writer = GroupWriter::new(&store, &extractor);
+        let mut summary = ImportSummary::default();
+        writer.write(chunk(&extractor, 0), &mut summary).await.unwrap();
+        writer.write(chunk(&extractor, 3), &mut summary).await.unwrap();
+        assert_eq!((writer.group.len(), summary.created), (2, 0), "the group is still open");
+
+        let webhook = {
+            let store = store.clone();
+            tokio::spawn(async move { store.write().await.map(drop) })
+        };
+        while !store.writers_waiting() {
+            tokio::task::yield_now().await;
+        }
+        writer.write(chunk(&extractor, 6), &mut summary).await.unwrap();
+        assert!(writer.tx.is_none() && writer.group.is_empty(), "committed after the chunk in hand");
+        assert_eq!(summary.created, 9);
+        webhook.await.unwrap().unwrap();
+        assert!(!store.writers_waiting());
+    }
 }

@@ -21,7 +21,7 @@ mod rows;
 mod shapes;
 pub mod sync;
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -78,6 +78,8 @@ pub type StoreResult<T> = Result<T, StoreError>;
 pub struct Store {
     db: DatabaseConnection,
     writer: Option<Arc<Mutex<()>>>,
+    /// Callers of [`Store::write`] waiting for the writer lock (SQLite).
+    waiting_writers: Arc<AtomicUsize>,
     queries: Arc<AtomicU64>,
     survivorship: Arc<crate::identity::survivorship::SurvivorshipPolicy>,
 }
@@ -141,7 +143,7 @@ impl Store {
         if let Some(w) = &writer {
             spawn_checkpointer(db.clone(), w.clone());
         }
-        let store = Self { db, writer, queries, survivorship: Arc::default() };
+        let store = Self { db, writer, waiting_writers: Arc::default(), queries, survivorship: Arc::default() };
         if store.is_postgres() {
             spawn_statistics_keeper(store.clone());
         }
@@ -225,11 +227,22 @@ impl Store {
     /// Begin a write transaction (taking the SQLite writer lock first).
     pub async fn write(&self) -> StoreResult<WriteTx> {
         let guard = match &self.writer {
-            Some(m) => Some(m.clone().lock_owned().await),
+            Some(m) => {
+                let _waiting = Waiting::new(&self.waiting_writers);
+                Some(m.clone().lock_owned().await)
+            }
             None => None,
         };
         let txn = self.db.begin().await?;
         Ok(WriteTx::new(txn, guard))
+    }
+
+    /// Whether another caller is waiting to begin a write transaction (SQLite, where writes
+    /// take turns): a long writer, such as an import grouping batches into one transaction,
+    /// commits early rather than keep a webhook waiting. The checkpointer's WAL restarts,
+    /// which also take the lock, do not count.
+    pub fn writers_waiting(&self) -> bool {
+        self.waiting_writers.load(Ordering::Relaxed) > 0
     }
 
     /// Refresh the planner's statistics after a bulk load (PostgreSQL: `ANALYZE`, whose
@@ -399,6 +412,23 @@ fn spawn_statistics_keeper(store: Store) {
             }
         }
     });
+}
+
+/// Counts a caller in [`Store::writers_waiting`] until dropped (also when its wait is
+/// cancelled).
+struct Waiting<'a>(&'a AtomicUsize);
+
+impl<'a> Waiting<'a> {
+    fn new(count: &'a AtomicUsize) -> Self {
+        count.fetch_add(1, Ordering::Relaxed);
+        Self(count)
+    }
+}
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 /// How long a request waits for a pooled connection (the store's pool and a bulk loader's).
