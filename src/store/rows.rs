@@ -45,6 +45,8 @@ where
     build(b, rows.into_iter().map(|(r, text)| (r, Some(text))).collect(), Some(json), tail)
 }
 
+/// The multi-row inserts of `rows`; where a row comes with text, that text is bound for the
+/// column `json` instead of the model's value.
 fn build<A>(
     b: DatabaseBackend,
     rows: Vec<(A, Option<String>)>,
