@@ -248,18 +248,23 @@ impl ClassifyName for serde_json::Error {
 /// half the pages of the active-key index at a million customers, and SQLite writes every
 /// dirty page to the WAL at each commit (and again into the database at the next
 /// checkpoint); grouped chunks write each such page once per group. Sixteen chunks (80,000
-/// records) instead of four: 13.3 → 5.8 GB written for 100k people into a 1M store, the
-/// 1M import 134.4 → 118.9 s, peak RSS 552 → 658 MB (the group's records are kept until
-/// it commits, for a replay). A group commits early, after the chunk in hand, when another
-/// writer waits for the lock ([`Store::writers_waiting`]): a webhook arriving during an
-/// import waits for one chunk, not for the group. The chunks' resolution state is still
-/// freed after each one: only SQLite's page cache holds the group (spilling to the WAL
-/// past its size). PostgreSQL logs rows, not pages, and a long transaction there would
-/// hold its identity-key locks longer against webhooks: one chunk per transaction.
+/// records) instead of four: 13.3 → 5.8 GB written for 100k people into a 1M store, peak
+/// RSS 552 → 658 MB on the 1M import (the group's records are kept until it commits, for a
+/// replay). The chunks' resolution state is still freed after each one: only SQLite's page
+/// cache holds the group (spilling to the WAL past its size). PostgreSQL logs rows, not
+/// pages, and a long transaction there would hold its identity-key locks longer against
+/// webhooks: one chunk per transaction.
 const SQLITE_CHUNKS_PER_COMMIT: usize = 16;
 
+/// A group also commits, after the chunk in hand, once it has held the writer lock this
+/// long, or as soon as another writer of this process waits for the lock
+/// ([`Store::writers_waiting`]). A `junction serve` in another process cannot be seen
+/// waiting: its webhooks wait on SQLite's busy timeout (10 s) for the import's commit, so
+/// a group must stay well under it.
+const SQLITE_GROUP_BUDGET: std::time::Duration = std::time::Duration::from_secs(4);
+
 /// Writes chunks in groups of up to [`SQLITE_CHUNKS_PER_COMMIT`], each group in one
-/// transaction, committed early when another writer waits.
+/// transaction, committed early past [`SQLITE_GROUP_BUDGET`] or when another writer waits.
 /// A group that fails on a transient conflict (another process wrote the SQLite file
 /// between its reads and its writes) is rolled back and written again one chunk per
 /// transaction, with [`Store::ingest_bulk`]'s retries; so the group's chunks are kept until
@@ -268,7 +273,11 @@ struct GroupWriter<'a> {
     store: &'a Store,
     extractor: &'a KeyExtractor,
     per_commit: usize,
+    /// [`SQLITE_GROUP_BUDGET`] (a test shortens it).
+    budget: std::time::Duration,
     tx: Option<crate::store::WriteTx>,
+    /// When the open group took the writer lock.
+    began: std::time::Instant,
     group: Vec<Vec<BulkItem>>,
     outcomes: Vec<IngestOutcome>,
 }
@@ -276,7 +285,17 @@ struct GroupWriter<'a> {
 impl<'a> GroupWriter<'a> {
     fn new(store: &'a Store, extractor: &'a KeyExtractor) -> Self {
         let per_commit = if store.is_postgres() { 1 } else { SQLITE_CHUNKS_PER_COMMIT };
-        Self { store, extractor, per_commit, tx: None, group: Vec::new(), outcomes: Vec::new() }
+        let began = std::time::Instant::now();
+        Self {
+            store,
+            extractor,
+            per_commit,
+            budget: SQLITE_GROUP_BUDGET,
+            tx: None,
+            began,
+            group: Vec::new(),
+            outcomes: Vec::new(),
+        }
     }
 
     async fn write(&mut self, items: Vec<BulkItem>, summary: &mut ImportSummary) -> StoreResult<()> {
@@ -293,6 +312,7 @@ impl<'a> GroupWriter<'a> {
                 let started = std::time::Instant::now();
                 let tx = self.store.write().await?;
                 tracing::debug!(waited_ms = started.elapsed().as_millis() as u64, "import: group began");
+                self.began = std::time::Instant::now();
                 tx
             }
         };
@@ -301,7 +321,10 @@ impl<'a> GroupWriter<'a> {
                 self.outcomes.extend(outcomes);
                 self.group.push(items);
                 self.tx = Some(tx);
-                if self.group.len() >= self.per_commit || self.store.writers_waiting() {
+                if self.group.len() >= self.per_commit
+                    || self.began.elapsed() >= self.budget
+                    || self.store.writers_waiting()
+                {
                     self.commit(summary).await?;
                 }
                 Ok(())
@@ -474,5 +497,23 @@ mod tests {
         assert_eq!(summary.created, 9);
         webhook.await.unwrap().unwrap();
         assert!(!store.writers_waiting());
+    }
+
+    /// A group that has held the writer lock past its budget commits after the chunk in
+    /// hand: another process's writers cannot be seen waiting, only bounded.
+    #[tokio::test]
+    async fn a_group_commits_once_past_its_time_budget() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::connect(&format!("sqlite://{}", dir.path().join("t.db").display()), 4).await.unwrap();
+        store.migrate().await.unwrap();
+        let extractor = KeyExtractor::new(JunkFilter::new(&[], &[]).unwrap(), vec![]);
+        let mut writer = GroupWriter::new(&store, &extractor);
+        let mut summary = ImportSummary::default();
+        writer.write(chunk(&extractor, 0), &mut summary).await.unwrap();
+        assert!(writer.tx.is_some(), "within the budget the group stays open");
+        writer.budget = std::time::Duration::ZERO;
+        writer.write(chunk(&extractor, 3), &mut summary).await.unwrap();
+        assert!(writer.tx.is_none() && writer.group.is_empty());
+        assert_eq!(summary.created, 6);
     }
 }
