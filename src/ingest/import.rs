@@ -471,14 +471,20 @@ mod tests {
             .collect()
     }
 
+    /// A migrated SQLite file store (in a directory kept while the handle lives) and an
+    /// extractor with the default rules.
+    async fn sqlite_store() -> (tempfile::TempDir, Store, KeyExtractor) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::connect(&format!("sqlite://{}", dir.path().join("t.db").display()), 4).await.unwrap();
+        store.migrate().await.unwrap();
+        (dir, store, KeyExtractor::new(JunkFilter::new(&[], &[]).unwrap(), vec![]))
+    }
+
     /// A group stays open across chunks while nobody else wants to write, and commits
     /// after the chunk in hand once another writer waits for the lock.
     #[tokio::test]
     async fn a_group_commits_early_when_another_writer_waits() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::connect(&format!("sqlite://{}", dir.path().join("t.db").display()), 4).await.unwrap();
-        store.migrate().await.unwrap();
-        let extractor = KeyExtractor::new(JunkFilter::new(&[], &[]).unwrap(), vec![]);
+        let (_dir, store, extractor) = sqlite_store().await;
         let mut writer = GroupWriter::new(&store, &extractor);
         let mut summary = ImportSummary::default();
         writer.write(chunk(&extractor, 0), &mut summary).await.unwrap();
@@ -503,10 +509,7 @@ mod tests {
     /// hand: another process's writers cannot be seen waiting, only bounded.
     #[tokio::test]
     async fn a_group_commits_once_past_its_time_budget() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::connect(&format!("sqlite://{}", dir.path().join("t.db").display()), 4).await.unwrap();
-        store.migrate().await.unwrap();
-        let extractor = KeyExtractor::new(JunkFilter::new(&[], &[]).unwrap(), vec![]);
+        let (_dir, store, extractor) = sqlite_store().await;
         let mut writer = GroupWriter::new(&store, &extractor);
         let mut summary = ImportSummary::default();
         writer.write(chunk(&extractor, 0), &mut summary).await.unwrap();
