@@ -92,13 +92,27 @@ pub(crate) fn key_condition(keys: &[&IdentityKey]) -> Condition {
     })
 }
 
-/// A 64-bit lock id for a key (first 8 bytes of its SHA-256).
+/// Identity keys share this many advisory locks (PostgreSQL), a key's lock chosen by its
+/// hash. A lock per key made a bulk batch of 5,000 records hold some 12,000 locks, and
+/// PostgreSQL's lock table holds about 64 per connection for the whole server
+/// (`max_locks_per_transaction`): two imports at once, or an import beside a busy inbox,
+/// failed with "out of shared memory". Striped, every identity writer together holds at
+/// most this many (each lock is exclusive); a batch of thousands of keys takes nearly all
+/// of them, so writers wait for it to commit, as SQLite's writer lock makes them wait.
+/// Two writers whose keys share a stripe wait for each other, as if they shared a key.
+pub(crate) const KEY_LOCK_STRIPES: u64 = 1024;
+
+/// The first key-lock id: the stripes sit apart from the other advisory locks (the audit
+/// chain's).
+const KEY_LOCK_BASE: i64 = 0x4A55_4E43_0000_0000;
+
+/// The advisory lock id of a key's stripe (by the first 8 bytes of the key's SHA-256).
 pub(crate) fn lock_id(key: &IdentityKey) -> i64 {
     use sha2::{Digest, Sha256};
     let digest = Sha256::digest(key.lock_key().as_bytes());
     let mut b = [0u8; 8];
     b.copy_from_slice(&digest[..8]);
-    i64::from_be_bytes(b)
+    KEY_LOCK_BASE + (u64::from_be_bytes(b) % KEY_LOCK_STRIPES) as i64
 }
 
 /// When a customer first seen in `obs` at `at` was created: the record's own time if it is
