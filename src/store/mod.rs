@@ -387,16 +387,18 @@ fn spawn_checkpointer(db: DatabaseConnection, writer: Arc<Mutex<()>>) {
     });
 }
 
-/// Every 5 s, [`Store::analyze_stale_tables`] and [`Store::vacuum_dead_tables`]
-/// (PostgreSQL). The check is one catalog query, and a table is analysed only once it
-/// changed past autovacuum's threshold, so a growing table is analysed ever less often; but
-/// a fresh database fed at thousands of rows a second (an import, a webhook burst) gets
-/// statistics within seconds. (At 30 s, a webhook benchmark on a fresh
-/// database ran without any: its identity lookups planned as hash joins over the whole
-/// table, 8.4 ms each instead of 0.5 ms.) The task ends when the pool is closed.
+/// Every [`STATISTICS_EVERY`], [`Store::analyze_stale_tables`] and
+/// [`Store::vacuum_dead_tables`] (PostgreSQL). The check is one catalog query, and a table
+/// is analysed only once it changed past autovacuum's threshold, so a growing table is
+/// analysed ever less often; but a fresh database fed at thousands of rows a second (an
+/// import, a webhook burst) gets statistics within a second. (At 30 s, a webhook benchmark
+/// on a fresh database ran without any: its identity lookups planned as hash joins over the
+/// whole table, 8.4 ms each instead of 0.5 ms. At 5 s, an import into a fresh database
+/// spent its first 5 s on such plans, 10–20 ms per lookup of 256 keys.) The task ends when
+/// the pool is closed.
 fn spawn_statistics_keeper(store: Store) {
     tokio::spawn(async move {
-        let mut tick = tokio::time::interval(Duration::from_secs(5));
+        let mut tick = tokio::time::interval(STATISTICS_EVERY);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         tick.tick().await;
         loop {
@@ -430,6 +432,9 @@ impl Drop for Waiting<'_> {
         self.0.fetch_sub(1, Ordering::Relaxed);
     }
 }
+
+/// How often the statistics keeper looks for stale tables (PostgreSQL).
+const STATISTICS_EVERY: Duration = Duration::from_secs(1);
 
 /// How long a request waits for a pooled connection (the store's pool and a bulk loader's).
 const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(10);
