@@ -132,13 +132,16 @@ impl Store {
         Ok(())
     }
 
-    /// Count a refused delivery (bad signature, stale timestamp…). Best effort.
+    /// Count a refused delivery (bad signature, stale timestamp…). Best effort. Through the
+    /// writer lock like every write: on SQLite, a commit from outside it could land between
+    /// another transaction's read and its write, which then fails as "database is locked".
     pub async fn count_rejected_delivery(&self, id: ConnectorId) -> StoreResult<()> {
+        let tx = self.write().await?;
         connector::Entity::update_many()
             .col_expr(connector::Column::RejectedDeliveries, Expr::col(connector::Column::RejectedDeliveries).add(1))
             .filter(connector::Column::Id.eq(id.0))
-            .exec(self.conn())
+            .exec(&*tx.txn)
             .await?;
-        Ok(())
+        tx.commit().await
     }
 }
