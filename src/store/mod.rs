@@ -171,8 +171,11 @@ impl Store {
             // An in-memory database: a connection of its own would be another database.
             return shared();
         }
-        let options =
-            options.pragma("cache_size", format!("-{}", u64::from(cache_mib) * 1024)).pragma("mmap_size", "0");
+        // A bulk load's multi-row statements come in ~13 shapes per table (`shapes.rs`).
+        let options = options
+            .pragma("cache_size", format!("-{}", u64::from(cache_mib) * 1024))
+            .pragma("mmap_size", "0")
+            .statement_cache_capacity(128);
         let pool = sea_orm::sqlx::sqlite::SqlitePoolOptions::new()
             .max_connections(1)
             .acquire_timeout(ACQUIRE_TIMEOUT)
