@@ -111,6 +111,9 @@ pub async fn spawn_app(backend: Backend) -> Option<TestApp> {
 }
 
 pub async fn spawn_app_with(backend: Backend, tweak: impl FnOnce(&mut Config)) -> Option<TestApp> {
+    // What the server logs as an error (the cause behind an INTERNAL answer, which names
+    // only a request id) shows in a failing test's output.
+    let _ = tracing_subscriber::fmt().with_env_filter("junction=error").with_test_writer().try_init();
     let dir = tempfile::tempdir().expect("temp dir");
     let (database_url, pg) = fresh_database(backend, dir.path()).await?;
     let mut config = test_config(dir.path(), &database_url);
