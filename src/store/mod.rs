@@ -237,6 +237,9 @@ impl Store {
             None => None,
         };
         let txn = self.db.begin().await?;
+        if guard.is_some() {
+            take_sqlite_write_lock(&txn).await;
+        }
         Ok(WriteTx::new(txn, guard))
     }
 
@@ -417,6 +420,23 @@ fn spawn_statistics_keeper(store: Store) {
             }
         }
     });
+}
+
+/// Take SQLite's write lock at the start of a write transaction. SQLite begins a
+/// transaction deferred: the first read takes a snapshot, and the first write then asks for
+/// the file's write lock; if another connection holds it at that moment, SQLite answers
+/// "database is locked" at once, without the busy timeout (waiting could deadlock a
+/// transaction that has read). The process's writer lock does not cover every holder (a
+/// connection reading a WAL header caught mid-change takes the write lock to check it; a
+/// `junction import` or `serve` in another process writes on its own), so an admin
+/// mutation that read, then wrote, failed now and then under load. A write that changes
+/// nothing, as the transaction's first statement, takes the lock through the busy timeout
+/// instead. Before migrations (no `seaql_migrations` yet) it fails, and the transaction
+/// goes on as before.
+async fn take_sqlite_write_lock(txn: &DatabaseTransaction) {
+    if let Err(e) = txn.execute_unprepared("UPDATE seaql_migrations SET version = version WHERE 0").await {
+        tracing::debug!(error = %e, "SQLite write lock not taken up front");
+    }
 }
 
 /// Counts a caller in [`Store::writers_waiting`] until dropped (also when its wait is
