@@ -409,15 +409,33 @@ impl Store {
         if ids.is_empty() {
             return Ok(out);
         }
+        // The payload is read as text and parsed straight into an observation: through the
+        // model it became a `serde_json::Value` tree first, built only to be converted.
+        #[derive(sea_orm::FromQueryResult)]
+        struct Row {
+            id: Uuid,
+            customer_id: Option<Uuid>,
+            received_at: DateTime<Utc>,
+            payload: String,
+        }
+        let payload_text = if self.is_postgres() { "CAST(payload AS text)" } else { "payload" };
         for chunk in super::shapes::padded_in(ids, 256) {
             let rows = source_record::Entity::find()
+                .select_only()
+                .columns([
+                    source_record::Column::Id,
+                    source_record::Column::CustomerId,
+                    source_record::Column::ReceivedAt,
+                ])
+                .column_as(Expr::cust(payload_text), "payload")
                 .filter(source_record::Column::CustomerId.is_in(chunk))
                 .order_by_asc(source_record::Column::ReceivedAt)
                 .order_by_asc(source_record::Column::Id)
+                .into_model::<Row>()
                 .all(txn)
                 .await?;
             for r in rows {
-                let (Some(c), Ok(obs)) = (r.customer_id, serde_json::from_value(r.payload)) else { continue };
+                let (Some(c), Ok(obs)) = (r.customer_id, serde_json::from_str(&r.payload)) else { continue };
                 out.entry(CustomerId(c)).or_default().push(((r.received_at, r.id), obs));
             }
         }
