@@ -663,9 +663,14 @@ impl Store {
         for id in &new {
             pending.touched.remove(id);
         }
+        // The rows of customers created here are new: a plain insert (each upsert costs
+        // PostgreSQL a speculative insertion). The others may exist and fold in.
+        let (fresh, rest): (Vec<identity::Model>, Vec<identity::Model>) =
+            p.identities.into_iter().partition(|i| p.created.contains_key(&CustomerId(i.customer_id)));
         let (active, aside): (Vec<identity::Model>, Vec<identity::Model>) =
-            p.identities.into_iter().partition(|i| i.status == "active");
+            rest.into_iter().partition(|i| i.status == "active");
         let models = |rows: Vec<identity::Model>| rows.into_iter().map(identity::ActiveModel::from).collect::<Vec<_>>();
+        out.extend(insert_statements(b, models(fresh), "")?);
         out.extend(insert_statements(b, models(active), identity_upsert(true))?);
         out.extend(insert_statements(b, models(aside), identity_upsert(false))?);
         out.extend(insert_statements_with_json_text(b, p.records, source_record::Column::Payload, "")?);
