@@ -100,7 +100,7 @@ pub(crate) fn key_condition(keys: &[&IdentityKey]) -> Condition {
 /// most this many (each lock is exclusive); a batch of thousands of keys takes nearly all
 /// of them, so writers wait for it to commit, as SQLite's writer lock makes them wait.
 /// Two writers whose keys share a stripe wait for each other, as if they shared a key.
-pub(crate) const KEY_LOCK_STRIPES: u64 = 1024;
+const KEY_LOCK_STRIPES: u64 = 1024;
 
 /// The first key-lock id: the stripes sit apart from the other advisory locks (the audit
 /// chain's).

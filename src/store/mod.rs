@@ -432,9 +432,11 @@ fn spawn_statistics_keeper(store: Store) {
 /// mutation that read, then wrote, failed now and then under load. A write that changes
 /// nothing, as the transaction's first statement, takes the lock through the busy timeout
 /// instead. Before migrations (no `seaql_migrations` yet) it fails, and the transaction
-/// goes on as before.
+/// goes on as before. Prepared once per connection (it runs with every write).
 async fn take_sqlite_write_lock(txn: &DatabaseTransaction) {
-    if let Err(e) = txn.execute_unprepared("UPDATE seaql_migrations SET version = version WHERE 0").await {
+    let no_op =
+        Statement::from_string(DatabaseBackend::Sqlite, "UPDATE seaql_migrations SET version = version WHERE 0");
+    if let Err(e) = txn.execute(no_op).await {
         tracing::debug!(error = %e, "SQLite write lock not taken up front");
     }
 }
