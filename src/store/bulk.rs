@@ -709,9 +709,9 @@ impl Store {
     }
 
     /// The upsert of the golden records of `ids`, computed from their complete `history`,
-    /// with their `primaries`; a customer not written yet is inserted with its time in
-    /// `created` (an upsert on the primary key rather than UPDATE … FROM (VALUES …): SQLite
-    /// may plan the latter as a scan of every customer).
+    /// with their `primaries` (an upsert on the primary key rather than UPDATE … FROM
+    /// (VALUES …): SQLite may plan the latter as a scan of every customer). With `created`,
+    /// `ids` are customers not written yet, inserted with their time in it.
     fn golden_statements(
         &self,
         b: DbBackend,
@@ -755,17 +755,23 @@ impl Store {
                 created_at: Set(at),
             }));
         }
-        let sql = format!(
-            "INSERT INTO customers (id, given_name, family_name, full_name, primary_email, primary_phone, addresses, \
-               traits, version, created_at, updated_at) VALUES {} \
-             ON CONFLICT (id) DO UPDATE SET given_name = excluded.given_name, family_name = excluded.family_name, \
+        // Customers created in this batch cannot exist yet: a plain insert (an upsert costs
+        // each row a conflict check, and PostgreSQL a speculative insertion).
+        let upsert = if created.is_some() {
+            ""
+        } else {
+            " ON CONFLICT (id) DO UPDATE SET given_name = excluded.given_name, family_name = excluded.family_name, \
                full_name = excluded.full_name, primary_email = excluded.primary_email, \
                primary_phone = excluded.primary_phone, addresses = excluded.addresses, traits = excluded.traits, \
-               version = customers.version + 1, updated_at = excluded.updated_at",
+               version = customers.version + 1, updated_at = excluded.updated_at"
+        };
+        let sql = format!(
+            "INSERT INTO customers (id, given_name, family_name, full_name, primary_email, primary_phone, addresses, \
+               traits, version, created_at, updated_at) VALUES {}{upsert}",
             tuples.join(", ")
         );
         let mut out = vec![Statement::from_sql_and_values(b, sql, values)];
-        out.extend(insert_statements(b, tags, KEEP_TAGS)?);
+        out.extend(insert_statements(b, tags, if created.is_some() { "" } else { KEEP_TAGS })?);
         Ok(out)
     }
 }
