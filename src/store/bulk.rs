@@ -337,6 +337,7 @@ impl Store {
         let b = self.backend();
         let at = now();
         let started = std::time::Instant::now();
+        let queries_before = self.query_count();
         let mut merges = 0usize;
         let mut all_keys: Vec<&IdentityKey> =
             items.iter().flat_map(|i| i.extracted.keys.iter().map(|k| &k.key)).collect();
@@ -490,6 +491,7 @@ impl Store {
             drained_ms = drained_in.as_millis() as u64,
             waits = queue.waits.load(std::sync::atomic::Ordering::Relaxed),
             lookup_ms = looked_up_in.as_millis() as u64,
+            statements = self.query_count() - queries_before,
             total_ms = started.elapsed().as_millis() as u64,
             "bulk batch resolved"
         );

@@ -396,9 +396,17 @@ fn spawn_checkpointer(db: DatabaseConnection, writer: Arc<Mutex<()>>) {
                 }
             };
             if frames > WAL_RESTART_FRAMES {
+                let waited = std::time::Instant::now();
                 let _writing = writer.lock().await;
-                if let Err(e) = db.execute_unprepared("PRAGMA wal_checkpoint(RESTART)").await {
-                    tracing::debug!(error = %e, "WAL restart skipped");
+                let started = std::time::Instant::now();
+                match db.execute_unprepared("PRAGMA wal_checkpoint(RESTART)").await {
+                    Ok(_) => tracing::debug!(
+                        frames,
+                        waited_ms = (started - waited).as_millis() as u64,
+                        took_ms = started.elapsed().as_millis() as u64,
+                        "WAL restarted"
+                    ),
+                    Err(e) => tracing::debug!(error = %e, "WAL restart skipped"),
                 }
             }
         }
@@ -481,7 +489,7 @@ const STATISTICS_EVERY: Duration = Duration::from_secs(1);
 const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// WAL frames (one page each, 4 KiB) past which the checkpointer restarts the WAL: 64 MiB.
-const WAL_RESTART_FRAMES: i64 = 16_384;
+const WAL_RESTART_FRAMES: i64 = 100_000;
 
 /// Count every statement `db` runs into `queries` and the query metrics.
 fn count_queries(db: &mut DatabaseConnection, queries: Arc<AtomicU64>) {
