@@ -508,8 +508,10 @@ impl Store {
         known: &mut Known,
         history: &mut Histories,
     ) -> StoreResult<()> {
+        let t = std::time::Instant::now();
         self.lock_key_set(txn, keys).await?;
         let held = self.holders_of_keys(txn, keys).await?;
+        let keys_ms = t.elapsed().as_millis() as u64;
         let ids: Vec<Uuid> = held
             .iter()
             .map(|h| h.customer_id)
@@ -523,13 +525,23 @@ impl Store {
             .into_iter()
             .filter(|id| !known.views.contains_key(&CustomerId(*id)))
             .collect();
+        let t = std::time::Instant::now();
         for view in self.customer_views(txn, &live).await? {
             known.index(view);
         }
         known.blocked.extend(self.pairs_blocked_around(txn, &live).await?);
         let unread: Vec<Uuid> = live.into_iter().filter(|id| !history.contains_key(&CustomerId(*id))).collect();
+        let customers = unread.len();
         history.extend(
             self.source_histories_of(txn, &unread).await?.into_iter().map(|(c, rows)| (c, History::from_rows(rows))),
+        );
+        tracing::debug!(
+            keys = keys.len(),
+            held = held.len(),
+            customers,
+            keys_ms,
+            customers_ms = t.elapsed().as_millis() as u64,
+            "bulk lookup"
         );
         Ok(())
     }
