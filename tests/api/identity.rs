@@ -21,6 +21,7 @@ both_backends!(
     concurrent_bulk_batches_of_thousands_of_keys_all_land,
     bulk_loader_writes_through_the_store_and_its_writer_lock,
     stale_statistics_are_refreshed,
+    large_tables_are_analysed_again_once_half_their_rows_changed,
     dead_rows_are_vacuumed_where_autovacuum_is_off,
 );
 
@@ -642,7 +643,7 @@ async fn ingest_people(app: &TestApp, tag: &str, n: usize) {
 }
 
 /// PostgreSQL: tables that changed since their statistics were taken are analysed (the
-/// server's keeper runs this every 5 s); afterwards none is stale. SQLite has nothing to do.
+/// server's keeper runs this every second); afterwards none is stale. SQLite has nothing to do.
 async fn stale_statistics_are_refreshed(app: TestApp) {
     let store = &app.state.store;
     ingest_people(&app, "stats", 200).await;
@@ -672,6 +673,69 @@ async fn stale_statistics_are_refreshed(app: TestApp) {
         ran.extend(store.analyze_stale_tables().await.expect("analyze"));
     }
     panic!("identities was never analysed; analysed: {ran:?}");
+}
+
+/// PostgreSQL: past 10,000 rows a table is analysed again only once half its rows changed,
+/// not at every 10 % (an `ANALYZE` samples 30,000 rows at any size, and a growing table
+/// crossed 10 % every few seconds of an import).
+async fn large_tables_are_analysed_again_once_half_their_rows_changed(app: TestApp) {
+    let store = &app.state.store;
+    if !store.is_postgres() {
+        ingest_people(&app, "big", 10).await;
+        assert!(store.analyze_stale_tables().await.expect("analyze").is_empty());
+        return;
+    }
+    use sea_orm::ConnectionTrait;
+    let db = sea_orm::Database::connect(app.database_url.clone()).await.expect("connect");
+    // (live rows, rows changed since the last analysis, analyses so far) of `identities`,
+    // once the server's counters show at least `live` rows.
+    let counters = |live: i64| {
+        let db = db.clone();
+        async move {
+            for _ in 0..60 {
+                let row = db
+                    .query_one(sea_orm::Statement::from_string(
+                        sea_orm::DatabaseBackend::Postgres,
+                        "SELECT n_live_tup, n_mod_since_analyze, analyze_count + autoanalyze_count AS analyses                          FROM pg_stat_user_tables WHERE relname = 'identities' AND schemaname = current_schema()",
+                    ))
+                    .await
+                    .expect("query")
+                    .expect("identities is a user table");
+                let got: (i64, i64, i64) = (
+                    row.try_get("", "n_live_tup").unwrap(),
+                    row.try_get("", "n_mod_since_analyze").unwrap(),
+                    row.try_get("", "analyses").unwrap(),
+                );
+                if got.0 >= live {
+                    return got;
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+            }
+            panic!("the server's counters never showed {live} identities");
+        }
+    };
+    ingest_people(&app, "big", 12_000).await;
+    counters(12_000).await;
+    // Analysed now (by this call or the keeper), so nothing has changed since.
+    store.analyze_stale_tables().await.expect("analyze");
+    let (_, _, analyses) = counters(12_000).await;
+    assert!(analyses >= 1);
+
+    // 2,000 more: 14 % of the rows, over autovacuum's 10 %, under half.
+    ingest_people(&app, "more", 2_000).await;
+    let (live, changed, _) = counters(14_000).await;
+    assert!(changed >= 2_000 && changed * 10 > live && changed * 2 < live, "{changed} of {live}");
+    let analysed = store.analyze_stale_tables().await.expect("analyze");
+    assert!(!analysed.iter().any(|t| t == "identities"), "analysed too soon: {analysed:?}");
+    let (_, _, now) = counters(14_000).await;
+    assert_eq!(now, analyses, "nothing analysed identities at 14 % changed");
+
+    // 14,000 more: now most rows changed since the last analysis.
+    ingest_people(&app, "most", 14_000).await;
+    counters(28_000).await;
+    let ran = store.analyze_stale_tables().await.expect("analyze");
+    let (_, _, after) = counters(28_000).await;
+    assert!(after > analyses, "identities was not analysed again once half its rows changed: {ran:?}");
 }
 
 /// PostgreSQL with autovacuum off: a table full of dead row versions is vacuumed by the
