@@ -232,6 +232,26 @@ impl Store {
         reason: Option<String>,
         at: DateTime<Utc>,
     ) -> StoreResult<Uuid> {
+        let entry = self.absorb_unrecorded(txn, survivor, absorbed, rule, evidence, actor, reason, at).await?;
+        let id = *entry.id.as_ref();
+        merge::Entity::insert(entry).exec_without_returning(txn).await?;
+        Ok(id)
+    }
+
+    /// [`Store::absorb`] but for its ledger row, which is returned for the caller to write
+    /// in the same transaction (a bulk batch writes its merges' rows together).
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) async fn absorb_unrecorded(
+        &self,
+        txn: &DatabaseTransaction,
+        survivor: CustomerId,
+        absorbed: CustomerId,
+        rule: &str,
+        evidence: Value,
+        actor: &str,
+        reason: Option<String>,
+        at: DateTime<Utc>,
+    ) -> StoreResult<merge::ActiveModel> {
         let (s, a) = (survivor.0, absorbed.0);
         self.merge_consents(txn, survivor, absorbed).await?;
         // Keys both hold: keep one row, the active one if either is active.
@@ -294,9 +314,9 @@ impl Store {
             "events": events, "orders": orders, "tags": tags,
             "redirected": redirected,
         });
-        let merge_id = Uuid::now_v7();
-        merge::Entity::insert(merge::ActiveModel {
-            id: Set(merge_id),
+        metrics::counter!("junction_merges_total", "rule" => rule.to_string()).increment(1);
+        Ok(merge::ActiveModel {
+            id: Set(Uuid::now_v7()),
             survivor_id: Set(s),
             absorbed_id: Set(a),
             rule: Set(rule.to_string()),
@@ -308,10 +328,6 @@ impl Store {
             undone_by: Set(None),
             moved: Set(Some(moved)),
         })
-        .exec_without_returning(txn)
-        .await?;
-        metrics::counter!("junction_merges_total", "rule" => rule.to_string()).increment(1);
-        Ok(merge_id)
     }
 
     /// Merge two customers by hand (the older id survives). Returns the merge id and survivor.

@@ -476,9 +476,11 @@ async fn bulk_ingestion_equals_one_record_at_a_time(app: TestApp) {
             .current();
         let (one, bulk) = (format!("o{run}"), format!("b{run}"));
         let singles = scenario(&one);
+        let ledger_before = ledger_rows(&app).await;
         for &i in &order {
             store.ingest(extractor, &singles[i], None).await.unwrap();
         }
+        let ledger_one = ledger_rows(&app).await;
         let records = scenario(&bulk);
         let items: Vec<BulkItem> = order.iter().map(|&i| BulkItem::new(extractor, records[i].clone(), None)).collect();
         let mut outcomes = Vec::new();
@@ -486,12 +488,29 @@ async fn bulk_ingestion_equals_one_record_at_a_time(app: TestApp) {
             outcomes.extend(store.ingest_bulk(extractor, chunk).await.unwrap());
         }
         assert_eq!(outcomes.len(), n);
+        // Every merge is in the ledger (the bulk path writes a batch's ledger rows together).
+        let merged: usize = outcomes.iter().map(|o| o.merged.len()).sum();
+        assert!(merged >= 1, "the scenario merges");
+        assert_eq!(ledger_rows(&app).await - ledger_one, merged as i64, "run {run}: one ledger row per bulk merge");
+        assert_eq!(ledger_one - ledger_before, merged as i64, "run {run}: as many merges one by one");
         let expected = resolved_state(&app, &one).await;
         assert_eq!(expected.0.len(), 7, "{expected:?}");
         assert!(expected.1 >= 1, "the household pair is queued for review: {expected:?}");
         assert_eq!(resolved_state(&app, &bulk).await, expected, "run {run} (batches of {batch}) differs");
         assert_payloads_round_trip(&app, &records).await;
     }
+}
+
+/// Rows in the merge ledger.
+async fn ledger_rows(app: &TestApp) -> i64 {
+    use sea_orm::{ConnectionTrait, Database, Statement};
+    let db = Database::connect(app.database_url.as_str()).await.unwrap();
+    let row = db
+        .query_one(Statement::from_string(db.get_database_backend(), "SELECT COUNT(*) AS n FROM merges"))
+        .await
+        .unwrap()
+        .unwrap();
+    row.try_get("", "n").unwrap()
 }
 
 /// Every one of `records` is stored as a source record whose payload reads back as the
