@@ -65,10 +65,12 @@ enum Job {
         history: Histories,
         at: DateTime<Utc>,
     },
-    /// Merge `absorbed` into `survivor` ([`Store::absorb`]).
+    /// Merge `absorbed` into `survivor` ([`Store::absorb`]); `consents` if the absorbed
+    /// customer holds any (else they are not read).
     Absorb {
         survivor: CustomerId,
         absorbed: CustomerId,
+        consents: bool,
         evidence: Value,
         at: DateTime<Utc>,
     },
@@ -197,6 +199,10 @@ struct Known {
     /// The pairs that must not merge automatically among the customers read from the
     /// database (customers created in the batch have none: only an admin rejects a pair).
     blocked: Blocked,
+    /// The customers holding consents, among those read from the database and the
+    /// survivors of their merges (ingestion writes none; a consent written meanwhile waits
+    /// for the batch: the customer's row is locked on PostgreSQL, the file on SQLite).
+    consents: HashSet<CustomerId>,
 }
 
 impl Known {
@@ -314,7 +320,10 @@ impl Store {
                     self.upsert_golden(txn, &ids, &history, at).await?;
                     1
                 }
-                Job::Absorb { survivor, absorbed, evidence, at } => {
+                Job::Absorb { survivor, absorbed, consents, evidence, at } => {
+                    if consents {
+                        self.merge_consents(txn, survivor, absorbed).await?;
+                    }
                     ledger.push(
                         self.absorb_unrecorded(
                             txn,
@@ -442,7 +451,11 @@ impl Store {
                     let mut merged = known.views.get(&survivor).cloned().expect("a merged customer is known");
                     let mut records = pending.history.remove(&survivor).expect("a known customer's history");
                     for a in &absorbed {
-                        queue.push(Job::Absorb { survivor, absorbed: *a, evidence: evidence.clone(), at })?;
+                        let consents = known.consents.contains(a);
+                        if consents {
+                            known.consents.insert(survivor);
+                        }
+                        queue.push(Job::Absorb { survivor, absorbed: *a, consents, evidence: evidence.clone(), at })?;
                         absorb_view(&mut merged, known.views.get(a).cloned().expect("a merged customer is known"));
                         known.forget(*a);
                         records.absorb(pending.history.remove(a).expect("a known customer's history"));
@@ -550,6 +563,7 @@ impl Store {
             known.index(view);
         }
         known.blocked.extend(self.pairs_blocked_around(txn, &live).await?);
+        known.consents.extend(self.customers_with_consents(txn, &live).await?);
         let unread: Vec<Uuid> = live.into_iter().filter(|id| !history.contains_key(&CustomerId(*id))).collect();
         let customers = unread.len();
         history.extend(

@@ -232,14 +232,16 @@ impl Store {
         reason: Option<String>,
         at: DateTime<Utc>,
     ) -> StoreResult<Uuid> {
+        self.merge_consents(txn, survivor, absorbed).await?;
         let entry = self.absorb_unrecorded(txn, survivor, absorbed, rule, evidence, actor, reason, at).await?;
         let id = *entry.id.as_ref();
         merge::Entity::insert(entry).exec_without_returning(txn).await?;
         Ok(id)
     }
 
-    /// [`Store::absorb`] but for its ledger row, which is returned for the caller to write
-    /// in the same transaction (a bulk batch writes its merges' rows together).
+    /// [`Store::absorb`] but for the consents (the caller merges them first, where the
+    /// absorbed customer has any) and its ledger row, which is returned for the caller to
+    /// write in the same transaction (a bulk batch writes its merges' rows together).
     #[allow(clippy::too_many_arguments)]
     pub(crate) async fn absorb_unrecorded(
         &self,
@@ -253,7 +255,6 @@ impl Store {
         at: DateTime<Utc>,
     ) -> StoreResult<merge::ActiveModel> {
         let (s, a) = (survivor.0, absorbed.0);
-        self.merge_consents(txn, survivor, absorbed).await?;
         // Keys both hold: keep one row, the active one if either is active.
         let idents = identity::Entity::find()
             .filter(identity::Column::CustomerId.is_in([s, a]))

@@ -65,6 +65,31 @@ impl Store {
 
     /// On merge, move the absorbed customer's consents to the survivor; where both hold one
     /// for the same purpose and channel, the most restrictive (denied) wins.
+    /// Which of `ids` hold consents.
+    pub(crate) async fn customers_with_consents(
+        &self,
+        txn: &DatabaseTransaction,
+        ids: &[Uuid],
+    ) -> StoreResult<Vec<CustomerId>> {
+        use sea_orm::QuerySelect;
+        let mut out = Vec::new();
+        if ids.is_empty() {
+            return Ok(out);
+        }
+        for chunk in super::shapes::padded_in(ids, 256) {
+            let held: Vec<Uuid> = consent::Entity::find()
+                .select_only()
+                .column(consent::Column::CustomerId)
+                .distinct()
+                .filter(consent::Column::CustomerId.is_in(chunk))
+                .into_tuple()
+                .all(txn)
+                .await?;
+            out.extend(held.into_iter().map(CustomerId));
+        }
+        Ok(out)
+    }
+
     pub(crate) async fn merge_consents(
         &self,
         txn: &DatabaseTransaction,

@@ -12,6 +12,7 @@ both_backends!(
     personal_data_is_masked_without_pii,
     query_limits_refuse_abuse,
     consents_merge_to_the_most_restrictive,
+    consents_merge_to_the_most_restrictive_in_a_bulk_batch,
     export_and_erasure_remove_the_person_everywhere,
     audit_log_records_admin_actions,
 );
@@ -213,6 +214,16 @@ async fn query_limits_refuse_abuse(app: TestApp) {
 }
 
 async fn consents_merge_to_the_most_restrictive(app: TestApp) {
+    consents_merge(app, false).await;
+}
+
+/// The same merge made by a bulk batch (an import), which reads consents only for the
+/// customers that hold some.
+async fn consents_merge_to_the_most_restrictive_in_a_bulk_batch(app: TestApp) {
+    consents_merge(app, true).await;
+}
+
+async fn consents_merge(app: TestApp, bulk: bool) {
     let a = app.upsert(json!({"identities": [{"kind": "EMAIL", "value": "noor@acme.io"}]})).await["customer"]["id"]
         .as_str()
         .unwrap()
@@ -229,8 +240,27 @@ async fn consents_merge_to_the_most_restrictive(app: TestApp) {
     let body = app.gql(set, json!({"c": a, "p": "bad purpose!", "ch": "email", "g": true})).await;
     assert_eq!(error_code(&body), ("VALIDATION".into(), "purpose".into()));
     // Link the two: one person.
-    let linked = app.upsert(json!({"identities": [{"kind": "EMAIL", "value": "noor@acme.io"}, {"kind": "PHONE", "value": "+31 6 12345678"}]})).await;
-    assert_eq!(linked["mergedIds"].as_array().unwrap().len(), 1);
+    if bulk {
+        use junction::identity::{IdentityKind, Observation, RawIdentifier, SourceRef};
+        let raw = |kind, value: &str| RawIdentifier { kind, namespace: None, value: value.into() };
+        let obs = Observation {
+            source: SourceRef { source: "import".into(), connector_id: None, namespace: "shop".into(), inbox_id: None },
+            record_id: Some("link".into()),
+            record_kind: "customer".into(),
+            identifiers: vec![raw(IdentityKind::Email, "noor@acme.io"), raw(IdentityKind::Phone, "+31 6 12345678")],
+            profile: Default::default(),
+            traits: Default::default(),
+            tags: vec![],
+            occurred_at: None,
+        };
+        let extractor = &app.state.extractor;
+        let item = junction::store::BulkItem::new(extractor, obs, None);
+        let out = app.state.store.ingest_bulk(extractor, &[item]).await.unwrap();
+        assert_eq!(out[0].merged.len(), 1);
+    } else {
+        let linked = app.upsert(json!({"identities": [{"kind": "EMAIL", "value": "noor@acme.io"}, {"kind": "PHONE", "value": "+31 6 12345678"}]})).await;
+        assert_eq!(linked["mergedIds"].as_array().unwrap().len(), 1);
+    }
     let d = app
         .gql_ok(
             "query($id: ID!) { customer(id: $id) { consents { purpose channel granted source } } }",
