@@ -25,7 +25,7 @@ use uuid::Uuid;
 
 use super::customers::{created_at, identity_upsert, now, source_record_row, RecordOrder, KEEP_TAGS};
 use super::entities::{customer, customer_tag, identity, merge, merge_candidate, source_record};
-use super::merges::KEEP_CANDIDATES;
+use super::merges::{MergeFacts, KEEP_CANDIDATES};
 use super::rows::{insert_statements, insert_statements_with_json_text};
 use super::shapes::{padded_in, rows_per_statement, slices_of};
 use super::{ph, IngestOutcome, Store, StoreError, StoreResult};
@@ -325,17 +325,7 @@ impl Store {
                         self.merge_consents(txn, survivor, absorbed).await?;
                     }
                     ledger.push(
-                        self.absorb_unrecorded(
-                            txn,
-                            survivor,
-                            absorbed,
-                            "shared_identifier",
-                            evidence,
-                            "system",
-                            None,
-                            at,
-                        )
-                        .await?,
+                        self.absorb_unrecorded(txn, MergeFacts::automatic(survivor, absorbed, evidence, at)).await?,
                     );
                     2
                 }

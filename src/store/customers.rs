@@ -12,6 +12,7 @@ use serde_json::Value;
 use uuid::Uuid;
 
 use super::entities::{customer, customer_tag, event, identity, order, source_record};
+use super::merges::MergeFacts;
 use super::rows::insert_rows;
 use super::{ph, Cursor, Page, PageRequest, Store, StoreError, StoreResult};
 use crate::identity::keys::{Extracted, ParsedIdentity};
@@ -303,7 +304,7 @@ impl Store {
             Target::Merge { survivor, absorbed } => {
                 let evidence = serde_json::to_value(&plan.evidence).unwrap_or(Value::Null);
                 for a in absorbed {
-                    self.absorb(txn, *survivor, *a, "shared_identifier", evidence.clone(), "system", None, at).await?;
+                    self.absorb(txn, MergeFacts::automatic(*survivor, *a, evidence.clone(), at)).await?;
                 }
                 (*survivor, false, absorbed.clone())
             }

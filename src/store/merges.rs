@@ -115,6 +115,25 @@ fn move_all_sql(b: sea_orm::DatabaseBackend) -> &'static str {
     }
 }
 
+/// What a merge's ledger row says: who absorbs whom, by which rule, on what evidence, by
+/// whom, why and when.
+pub(crate) struct MergeFacts<'a> {
+    pub survivor: CustomerId,
+    pub absorbed: CustomerId,
+    pub rule: &'a str,
+    pub evidence: Value,
+    pub actor: &'a str,
+    pub reason: Option<String>,
+    pub at: DateTime<Utc>,
+}
+
+impl MergeFacts<'static> {
+    /// A merge the rules made on a shared identifier.
+    pub(crate) fn automatic(survivor: CustomerId, absorbed: CustomerId, evidence: Value, at: DateTime<Utc>) -> Self {
+        Self { survivor, absorbed, rule: "shared_identifier", evidence, actor: "system", reason: None, at }
+    }
+}
+
 fn ordered(a: Uuid, b: Uuid) -> (Uuid, Uuid) {
     if a <= b {
         (a, b)
@@ -220,20 +239,9 @@ impl Store {
 
     /// Move everything of `absorbed` onto `survivor` and record the merge, with the list
     /// of what moved so that an unmerge can put it back.
-    #[allow(clippy::too_many_arguments)]
-    pub(crate) async fn absorb(
-        &self,
-        txn: &DatabaseTransaction,
-        survivor: CustomerId,
-        absorbed: CustomerId,
-        rule: &str,
-        evidence: Value,
-        actor: &str,
-        reason: Option<String>,
-        at: DateTime<Utc>,
-    ) -> StoreResult<Uuid> {
-        self.merge_consents(txn, survivor, absorbed).await?;
-        let entry = self.absorb_unrecorded(txn, survivor, absorbed, rule, evidence, actor, reason, at).await?;
+    pub(crate) async fn absorb(&self, txn: &DatabaseTransaction, facts: MergeFacts<'_>) -> StoreResult<Uuid> {
+        self.merge_consents(txn, facts.survivor, facts.absorbed).await?;
+        let entry = self.absorb_unrecorded(txn, facts).await?;
         let id = *entry.id.as_ref();
         merge::Entity::insert(entry).exec_without_returning(txn).await?;
         Ok(id)
@@ -242,18 +250,12 @@ impl Store {
     /// [`Store::absorb`] but for the consents (the caller merges them first, where the
     /// absorbed customer has any) and its ledger row, which is returned for the caller to
     /// write in the same transaction (a bulk batch writes its merges' rows together).
-    #[allow(clippy::too_many_arguments)]
     pub(crate) async fn absorb_unrecorded(
         &self,
         txn: &DatabaseTransaction,
-        survivor: CustomerId,
-        absorbed: CustomerId,
-        rule: &str,
-        evidence: Value,
-        actor: &str,
-        reason: Option<String>,
-        at: DateTime<Utc>,
+        facts: MergeFacts<'_>,
     ) -> StoreResult<merge::ActiveModel> {
+        let MergeFacts { survivor, absorbed, rule, evidence, actor, reason, at } = facts;
         let (s, a) = (survivor.0, absorbed.0);
         // Keys both hold: keep one row, the active one if either is active.
         let idents = identity::Entity::find()
@@ -364,7 +366,8 @@ impl Store {
             .filter(merge_candidate::Column::CustomerB.eq(q))
             .exec(&*tx.txn)
             .await?;
-        let id = self.absorb(&tx.txn, CustomerId(s), CustomerId(x), rule, evidence, actor, reason, at).await?;
+        let facts = MergeFacts { survivor: CustomerId(s), absorbed: CustomerId(x), rule, evidence, actor, reason, at };
+        let id = self.absorb(&tx.txn, facts).await?;
         self.recompute(&tx.txn, CustomerId(s), at).await?;
         tx.commit().await?;
         Ok((id, CustomerId(s), CustomerId(x)))
