@@ -63,8 +63,6 @@ impl Store {
         Ok(out)
     }
 
-    /// On merge, move the absorbed customer's consents to the survivor; where both hold one
-    /// for the same purpose and channel, the most restrictive (denied) wins.
     /// Which of `ids` hold consents.
     pub(crate) async fn customers_with_consents(
         &self,
@@ -90,6 +88,8 @@ impl Store {
         Ok(out)
     }
 
+    /// On merge, move the absorbed customer's consents to the survivor; where both hold one
+    /// for the same purpose and channel, the most restrictive (denied) wins.
     pub(crate) async fn merge_consents(
         &self,
         txn: &DatabaseTransaction,
