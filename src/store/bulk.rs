@@ -26,7 +26,7 @@ use uuid::Uuid;
 use super::customers::{created_at, identity_upsert, now, source_record_row, RecordOrder, KEEP_TAGS};
 use super::entities::{customer, customer_tag, identity, merge, merge_candidate, source_record};
 use super::merges::{MergeFacts, KEEP_CANDIDATES};
-use super::rows::{insert_statements, insert_statements_with_json_text};
+use super::rows::{insert_rows, insert_statements, insert_statements_with_json_text};
 use super::shapes::{padded_in, rows_per_statement, slices_of};
 use super::{ph, IngestOutcome, Store, StoreError, StoreResult};
 use crate::identity::keys::Extracted;
@@ -337,9 +337,7 @@ impl Store {
             spent[slot] += t.elapsed();
         }
         let t = std::time::Instant::now();
-        for statement in insert_statements(self.backend(), ledger, "")? {
-            txn.execute(statement).await?;
-        }
+        insert_rows(txn, ledger, "").await?;
         spent[2] += t.elapsed();
         let [rows, golden, merges] = spent.map(|d| d.as_millis() as u64);
         tracing::debug!(rows_ms = rows, golden_ms = golden, merges_ms = merges, "bulk batch written");
@@ -793,15 +791,17 @@ impl Store {
                 created_at: Set(at),
             }));
         }
-        // Customers created in this batch cannot exist yet: a plain insert (an upsert costs
-        // each row a conflict check, and PostgreSQL a speculative insertion).
-        let upsert = if created.is_some() {
-            ""
+        // Customers created in this batch cannot exist yet, nor their tags: plain inserts (an
+        // upsert costs each row a conflict check, and PostgreSQL a speculative insertion).
+        let (upsert, tags_tail) = if created.is_some() {
+            ("", "")
         } else {
-            " ON CONFLICT (id) DO UPDATE SET given_name = excluded.given_name, family_name = excluded.family_name, \
+            (" ON CONFLICT (id) DO UPDATE SET given_name = excluded.given_name, family_name = excluded.family_name, \
                full_name = excluded.full_name, primary_email = excluded.primary_email, \
                primary_phone = excluded.primary_phone, addresses = excluded.addresses, traits = excluded.traits, \
-               version = customers.version + 1, updated_at = excluded.updated_at"
+               version = customers.version + 1, updated_at = excluded.updated_at",
+                KEEP_TAGS,
+            )
         };
         let sql = format!(
             "INSERT INTO customers (id, given_name, family_name, full_name, primary_email, primary_phone, addresses, \
@@ -809,7 +809,7 @@ impl Store {
             tuples.join(", ")
         );
         let mut out = vec![Statement::from_sql_and_values(b, sql, values)];
-        out.extend(insert_statements(b, tags, if created.is_some() { "" } else { KEEP_TAGS })?);
+        out.extend(insert_statements(b, tags, tags_tail)?);
         Ok(out)
     }
 }
