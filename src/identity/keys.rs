@@ -54,10 +54,15 @@ pub struct IdentityKey {
 }
 
 impl IdentityKey {
-    /// A stable text form, used for lock keys and logs-free hashing.
-    pub fn lock_key(&self) -> String {
-        format!("{}|{}|{}", self.kind.as_str(), self.namespace, self.value)
+    /// The digest the store finds and keeps this key unique by (`identities.key_hash`).
+    pub fn hash(&self) -> uuid::Uuid {
+        key_hash(self.kind.as_str(), &self.namespace, &self.value)
     }
+}
+
+/// [`IdentityKey::hash`] of a key held as its stored parts.
+pub fn key_hash(kind: &str, namespace: &str, value: &str) -> uuid::Uuid {
+    uuid::Uuid::from_bytes(junction_migrations::identity_key_hash(kind, namespace, value))
 }
 
 /// A key with the form the source entered, for display.

@@ -595,25 +595,17 @@ impl Store {
     ) -> StoreResult<Vec<identity::Model>> {
         let b = self.backend();
         let mut rows = Vec::new();
-        for chunk in slices_of(keys, rows_per_statement(3)) {
-            let mut values: Vec<sea_orm::Value> = Vec::with_capacity(chunk.len() * 3);
-            let mut tuples = Vec::with_capacity(chunk.len());
-            for (i, k) in chunk.iter().enumerate() {
-                tuples.push(format!("({}, {}, {})", ph(b, 3 * i + 1), ph(b, 3 * i + 2), ph(b, 3 * i + 3)));
-                values.push(k.kind.as_str().into());
-                values.push(k.namespace.as_str().into());
-                values.push(k.value.as_str().into());
-            }
+        for chunk in slices_of(keys, rows_per_statement(1)) {
+            let values: Vec<sea_orm::Value> = chunk.iter().map(|k| k.hash().into()).collect();
+            let tuples: Vec<String> = (1..=chunk.len()).map(|i| format!("({})", ph(b, i))).collect();
             // Active and set-aside holders apart, each arm through its partial index.
-            let columns = "i.id, i.customer_id, i.kind, i.namespace, i.value, i.raw, i.source_connector, i.status, \
-                           i.set_aside_reason, i.first_seen, i.last_seen";
+            let columns = "i.id, i.customer_id, i.kind, i.namespace, i.value, i.key_hash, i.raw, i.source_connector, \
+                           i.status, i.set_aside_reason, i.first_seen, i.last_seen";
             let sql = format!(
-                "WITH v (kind, namespace, value) AS (VALUES {}) \
-                 SELECT {columns} FROM v JOIN identities i ON i.status = 'active' \
-                   AND i.kind = v.kind AND i.namespace = v.namespace AND i.value = v.value \
+                "WITH v (key_hash) AS (VALUES {}) \
+                 SELECT {columns} FROM v JOIN identities i ON i.status = 'active' AND i.key_hash = v.key_hash \
                  UNION ALL \
-                 SELECT {columns} FROM v JOIN identities i ON i.status <> 'active' \
-                   AND i.kind = v.kind AND i.namespace = v.namespace AND i.value = v.value",
+                 SELECT {columns} FROM v JOIN identities i ON i.status <> 'active' AND i.key_hash = v.key_hash",
                 tuples.join(", ")
             );
             rows.extend(
@@ -911,6 +903,7 @@ impl Pending {
         self.identities.push(identity::Model {
             id: Uuid::now_v7(),
             customer_id: customer.0,
+            key_hash: slot.1.hash(),
             kind: slot.1.kind.as_str().to_string(),
             namespace: slot.1.namespace,
             value: slot.1.value,

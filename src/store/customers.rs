@@ -78,17 +78,12 @@ pub(crate) fn now() -> DateTime<Utc> {
     Utc::now().trunc_subsecs(6)
 }
 
-/// Identity rows (any status) holding any of `keys`. Each key is asked for twice, active
-/// and not, so that each arm can use its partial index (`ux_identities_active_key`,
-/// `ix_identities_set_aside_key`): no index covers both.
+/// Identity rows (any status) holding any of `keys`, found by their `key_hash`. Each key is
+/// asked for twice, active and not, so that each arm can use its partial index
+/// (`ux_identities_active_key_hash`, `ix_identities_set_aside_key_hash`): no index covers both.
 pub(crate) fn key_condition(keys: &[&IdentityKey]) -> Condition {
     keys.iter().fold(Condition::any(), |c, k| {
-        let key = || {
-            Condition::all()
-                .add(identity::Column::Kind.eq(k.kind.as_str()))
-                .add(identity::Column::Namespace.eq(k.namespace.as_str()))
-                .add(identity::Column::Value.eq(k.value.as_str()))
-        };
+        let key = || Condition::all().add(identity::Column::KeyHash.eq(k.hash()));
         c.add(key().add(identity::Column::Status.eq("active"))).add(key().add(identity::Column::Status.ne("active")))
     })
 }
@@ -107,12 +102,10 @@ const KEY_LOCK_STRIPES: u64 = 1024;
 /// chain's).
 const KEY_LOCK_BASE: i64 = 0x4A55_4E43_0000_0000;
 
-/// The advisory lock id of a key's stripe (by the first 8 bytes of the key's SHA-256).
+/// The advisory lock id of a key's stripe (by the first 8 bytes of its `key_hash`).
 pub(crate) fn lock_id(key: &IdentityKey) -> i64 {
-    use sha2::{Digest, Sha256};
-    let digest = Sha256::digest(key.lock_key().as_bytes());
     let mut b = [0u8; 8];
-    b.copy_from_slice(&digest[..8]);
+    b.copy_from_slice(&key.hash().as_bytes()[..8]);
     KEY_LOCK_BASE + (u64::from_be_bytes(b) % KEY_LOCK_STRIPES) as i64
 }
 
@@ -350,6 +343,7 @@ impl Store {
             kind: Set(k.key.kind.as_str().to_string()),
             namespace: Set(k.key.namespace.clone()),
             value: Set(k.key.value.clone()),
+            key_hash: Set(k.key.hash()),
             raw: Set(Some(k.raw.clone())),
             source_connector: Set(Some(obs.source.namespace.clone())),
             status: Set(match status {
@@ -855,10 +849,10 @@ pub(crate) async fn insert_identities(
 /// newer raw form, set-aside rows only mark an existing row seen.
 pub(crate) fn identity_upsert(active: bool) -> &'static str {
     if active {
-        "ON CONFLICT (customer_id, kind, namespace, value) DO UPDATE SET last_seen = excluded.last_seen, \
+        "ON CONFLICT (customer_id, key_hash) DO UPDATE SET last_seen = excluded.last_seen, \
          raw = excluded.raw, status = excluded.status, set_aside_reason = excluded.set_aside_reason"
     } else {
-        "ON CONFLICT (customer_id, kind, namespace, value) DO UPDATE SET last_seen = excluded.last_seen"
+        "ON CONFLICT (customer_id, key_hash) DO UPDATE SET last_seen = excluded.last_seen"
     }
 }
 

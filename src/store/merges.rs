@@ -426,12 +426,18 @@ impl Store {
         for d in moved["dropped_identities"].as_array().cloned().unwrap_or_default() {
             let owner: Uuid = serde_json::from_value(d["customer_id"].clone()).map_err(corrupt)?;
             let parse_ts = |v: &Value| serde_json::from_value::<DateTime<Utc>>(v.clone()).unwrap_or(at);
+            let (kind, namespace, value) = (
+                d["kind"].as_str().unwrap_or_default(),
+                d["namespace"].as_str().unwrap_or_default(),
+                d["value"].as_str().unwrap_or_default(),
+            );
             let row = identity::ActiveModel {
                 id: Set(Uuid::now_v7()),
                 customer_id: Set(owner),
-                kind: Set(d["kind"].as_str().unwrap_or_default().to_string()),
-                namespace: Set(d["namespace"].as_str().unwrap_or_default().to_string()),
-                value: Set(d["value"].as_str().unwrap_or_default().to_string()),
+                kind: Set(kind.to_string()),
+                namespace: Set(namespace.to_string()),
+                value: Set(value.to_string()),
+                key_hash: Set(crate::identity::keys::key_hash(kind, namespace, value)),
                 raw: Set(d["raw"].as_str().map(str::to_string)),
                 source_connector: Set(d["source_connector"].as_str().map(str::to_string)),
                 status: Set("set_aside".into()),
@@ -441,14 +447,9 @@ impl Store {
             };
             identity::Entity::insert(row)
                 .on_conflict(
-                    OnConflict::columns([
-                        identity::Column::CustomerId,
-                        identity::Column::Kind,
-                        identity::Column::Namespace,
-                        identity::Column::Value,
-                    ])
-                    .do_nothing()
-                    .to_owned(),
+                    OnConflict::columns([identity::Column::CustomerId, identity::Column::KeyHash])
+                        .do_nothing()
+                        .to_owned(),
                 )
                 .do_nothing()
                 .exec_without_returning(txn)
@@ -560,9 +561,7 @@ impl Store {
             .await?;
         for r in rows {
             let active = identity::Entity::find()
-                .filter(identity::Column::Kind.eq(r.kind.as_str()))
-                .filter(identity::Column::Namespace.eq(r.namespace.as_str()))
-                .filter(identity::Column::Value.eq(r.value.as_str()))
+                .filter(identity::Column::KeyHash.eq(r.key_hash))
                 .filter(identity::Column::Status.eq("active"))
                 .one(txn)
                 .await?;

@@ -9,6 +9,8 @@ pub struct Model {
     pub kind: String,
     pub namespace: String,
     pub value: String,
+    /// [`crate::identity::IdentityKey::hash`] of (kind, namespace, value).
+    pub key_hash: Uuid,
     pub raw: Option<String>,
     pub source_connector: Option<String>,
     pub status: String,
