@@ -23,6 +23,7 @@ use sea_orm::{
 use serde_json::Value;
 use uuid::Uuid;
 
+use super::absent_keys::KeyFilter;
 use super::customers::{created_at, identity_upsert, now, source_record_row, RecordOrder, KEEP_TAGS};
 use super::entities::{customer, customer_tag, identity, merge, merge_candidate, source_record};
 use super::merges::{MergeFacts, KEEP_CANDIDATES};
@@ -114,6 +115,14 @@ impl Queue {
         let (done, wait) = tokio::sync::oneshot::channel();
         self.push(Job::Barrier(done))?;
         wait.await.map_err(|_| writer_gone())
+    }
+}
+
+/// The keys `filter` may have seen: without a filter, all of them.
+fn may_be_held<'k>(filter: Option<&KeyFilter>, keys: Vec<&'k IdentityKey>) -> Vec<&'k IdentityKey> {
+    match filter {
+        Some(f) => keys.into_iter().filter(|k| f.may_contain(&k.hash())).collect(),
+        None => keys,
     }
 }
 
@@ -363,7 +372,17 @@ impl Store {
         let mut looked_up: HashSet<IdentityKey> = all_keys.iter().map(|k| (*k).clone()).collect();
         let mut known = Known::default();
         let mut pending = Pending::default();
-        self.load_holders(txn, &all_keys, &mut known, &mut pending.history).await?;
+        // An import's own connection skips the keys its filter has never seen.
+        let mut absent = match &self.absent_keys {
+            Some(a) => Some(a.lock().await),
+            None => None,
+        };
+        let mut filter = match absent.as_deref_mut() {
+            Some(a) => a.refresh(txn).await?,
+            None => None,
+        };
+        let lookup = may_be_held(filter.as_deref(), all_keys);
+        self.load_holders(txn, &lookup, &mut known, &mut pending.history).await?;
         let looked_up_in = started.elapsed();
 
         let mut out = Vec::with_capacity(items.len());
@@ -384,14 +403,15 @@ impl Store {
                     }
                 }
                 extractor.resolve_deferred(&mut extracted, obs, item.region.as_deref(), &regions);
-                let fresh: Vec<&IdentityKey> =
-                    extracted.keys.iter().map(|k| &k.key).filter(|k| !looked_up.contains(*k)).collect();
-                if !fresh.is_empty() {
+                let fresh: Vec<IdentityKey> =
+                    extracted.keys.iter().map(|k| &k.key).filter(|k| !looked_up.contains(*k)).cloned().collect();
+                let lookup = may_be_held(filter.as_deref(), fresh.iter().collect());
+                if !lookup.is_empty() {
                     // Nothing in this batch wrote these keys, so the database knows every holder.
                     queue.drain().await?;
-                    self.load_holders(txn, &fresh, &mut known, &mut pending.history).await?;
-                    looked_up.extend(fresh.into_iter().cloned());
+                    self.load_holders(txn, &lookup, &mut known, &mut pending.history).await?;
                 }
+                looked_up.extend(fresh);
             }
             let record_keys: Vec<IdentityKey> = extracted.keys.iter().map(|k| k.key.clone()).collect();
             let mut holder_ids = known.holders_of(&record_keys);
@@ -460,6 +480,9 @@ impl Store {
                 let Some((_, status)) = plan.keys.iter().find(|(pk, _)| pk == &k.key) else { continue };
                 if let KeyStatus::SetAside(reason) = status {
                     rejected.push(RejectedIdentifier { kind: k.key.kind, raw: k.raw.clone(), reason: reason.clone() });
+                }
+                if let Some(f) = filter.as_deref_mut() {
+                    f.insert(&k.key.hash());
                 }
                 pending.write_identity(customer_id, k.key.clone(), &k.raw, status, &obs.source.namespace, at);
                 let active = matches!(status, KeyStatus::Active);

@@ -6,6 +6,7 @@
 //! identity key with transaction-scoped advisory locks, and customer rows are locked
 //! `FOR UPDATE` before a merge or golden-record update.
 
+mod absent_keys;
 pub mod api_keys;
 pub mod audit;
 pub mod bulk;
@@ -82,6 +83,8 @@ pub struct Store {
     waiting_writers: Arc<AtomicUsize>,
     queries: Arc<AtomicU64>,
     survivorship: Arc<crate::identity::survivorship::SurvivorshipPolicy>,
+    /// An import's own SQLite connection only: the keys it need not look up.
+    absent_keys: Option<Arc<tokio::sync::Mutex<absent_keys::AbsentKeys>>>,
 }
 
 /// A write transaction; on SQLite it also holds the writer lock until dropped.
@@ -143,7 +146,14 @@ impl Store {
         if let Some(w) = &writer {
             spawn_checkpointer(db.clone(), w.clone());
         }
-        let store = Self { db, writer, waiting_writers: Arc::default(), queries, survivorship: Arc::default() };
+        let store = Self {
+            db,
+            writer,
+            waiting_writers: Arc::default(),
+            queries,
+            survivorship: Arc::default(),
+            absent_keys: None,
+        };
         if store.is_postgres() {
             spawn_statistics_keeper(store.clone());
         }
@@ -184,7 +194,8 @@ impl Store {
             .map_err(|e| StoreError::Db(sea_orm::DbErr::Conn(sea_orm::RuntimeErr::SqlxError(e))))?;
         let mut db = sea_orm::SqlxSqliteConnector::from_sqlx_sqlite_pool(pool);
         count_queries(&mut db, self.queries.clone());
-        Ok(BulkLoader { store: Self { db, ..self.clone() }, own_connection: true })
+        let absent_keys = Some(Arc::default());
+        Ok(BulkLoader { store: Self { db, absent_keys, ..self.clone() }, own_connection: true })
     }
 
     /// Use this survivorship policy for golden records.
