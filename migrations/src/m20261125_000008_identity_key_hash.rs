@@ -13,7 +13,7 @@
 //! Existing rows are back-filled here, page by page, before the new indexes are built.
 
 use sea_orm_migration::prelude::*;
-use sea_orm_migration::sea_orm::{ConnectionTrait, DbBackend, Statement, Value};
+use sea_orm_migration::sea_orm::{ConnectionTrait, DbBackend, Statement, TransactionTrait, Value};
 
 use crate::identity_key_hash;
 
@@ -91,21 +91,21 @@ impl MigrationTrait for Migration {
     }
 }
 
+/// Rows per back-fill `UPDATE` (two parameters each).
+const UPDATE_ROWS: usize = 500;
+
 /// Compute `key_hash` for every existing row, in pages ordered by the row's own key (the
-/// rowid on SQLite, the id on PostgreSQL), so memory stays flat on a large store.
+/// rowid on SQLite, the id on PostgreSQL), so memory stays flat on a large store. Each page
+/// is one transaction (a savepoint when the migrator already runs in one) of multi-row
+/// `UPDATE … FROM` statements: a row at a time, autocommitted, took 30 s for 300,000 rows
+/// on SQLite.
 async fn backfill(db: &SchemaManagerConnection<'_>, postgres: bool) -> Result<(), DbErr> {
     let backend = db.get_database_backend();
-    let (select, update) = if postgres {
-        (
-            "SELECT id::text AS k, kind, namespace, value FROM identities WHERE id > $1::uuid ORDER BY id LIMIT $2",
-            "UPDATE identities SET key_hash = $1::uuid WHERE id = $2::uuid",
-        )
+    let select = if postgres {
+        "SELECT id::text AS k, kind, namespace, value FROM identities WHERE id > $1::uuid ORDER BY id LIMIT $2"
     } else {
-        (
-            "SELECT CAST(rowid AS TEXT) AS k, kind, namespace, value FROM identities \
-             WHERE rowid > CAST(? AS INTEGER) ORDER BY rowid LIMIT ?",
-            "UPDATE identities SET key_hash = ? WHERE rowid = CAST(? AS INTEGER)",
-        )
+        "SELECT CAST(rowid AS TEXT) AS k, kind, namespace, value FROM identities \
+         WHERE rowid > CAST(? AS INTEGER) ORDER BY rowid LIMIT ?"
     };
     let mut after = if postgres { uuid_text(&[0; 16]) } else { "0".to_string() };
     loop {
@@ -114,16 +114,37 @@ async fn backfill(db: &SchemaManagerConnection<'_>, postgres: bool) -> Result<()
             .await?;
         let Some(last) = rows.last() else { return Ok(()) };
         after = last.try_get::<String>("", "k")?;
-        for row in &rows {
-            let hash = identity_key_hash(
-                &row.try_get::<String>("", "kind")?,
-                &row.try_get::<String>("", "namespace")?,
-                &row.try_get::<String>("", "value")?,
-            );
-            let hash: Value = if postgres { uuid_text(&hash).into() } else { hash.to_vec().into() };
-            let key: Value = row.try_get::<String>("", "k")?.into();
-            db.execute(Statement::from_sql_and_values(backend, update, [hash, key])).await?;
+        let txn = db.begin().await?;
+        for chunk in rows.chunks(UPDATE_ROWS) {
+            let mut values: Vec<Value> = Vec::with_capacity(chunk.len() * 2);
+            for row in chunk {
+                let hash = identity_key_hash(
+                    &row.try_get::<String>("", "kind")?,
+                    &row.try_get::<String>("", "namespace")?,
+                    &row.try_get::<String>("", "value")?,
+                );
+                values.push(row.try_get::<String>("", "k")?.into());
+                values.push(if postgres { uuid_text(&hash).into() } else { hash.to_vec().into() });
+            }
+            let tuples: Vec<String> = (0..chunk.len())
+                .map(|i| if postgres { format!("(${}, ${})", 2 * i + 1, 2 * i + 2) } else { "(?, ?)".to_string() })
+                .collect();
+            let sql = if postgres {
+                format!(
+                    "WITH v (k, h) AS (VALUES {}) UPDATE identities SET key_hash = v.h::uuid FROM v \
+                     WHERE identities.id = v.k::uuid",
+                    tuples.join(", ")
+                )
+            } else {
+                format!(
+                    "WITH v (k, h) AS (VALUES {}) UPDATE identities SET key_hash = v.h FROM v \
+                     WHERE identities.rowid = CAST(v.k AS INTEGER)",
+                    tuples.join(", ")
+                )
+            };
+            txn.execute(Statement::from_sql_and_values(backend, sql, values)).await?;
         }
+        txn.commit().await?;
     }
 }
 
