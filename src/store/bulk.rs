@@ -57,6 +57,9 @@ impl BulkItem {
 /// the writer to start early, large enough to fill a multi-row statement.
 const STREAM_RECORDS: usize = 256;
 
+/// Keys per lookup statement on PostgreSQL (one array parameter).
+const PG_KEYS_PER_LOOKUP: usize = 8_192;
+
 /// Work for the writer of a batch.
 enum Job {
     Run(Statement),
@@ -617,13 +620,32 @@ impl Store {
         keys: &[&IdentityKey],
     ) -> StoreResult<Vec<identity::Model>> {
         let b = self.backend();
+        // Active and set-aside holders apart, each arm through its partial index.
+        let columns = "i.id, i.customer_id, i.kind, i.namespace, i.value, i.key_hash, i.raw, i.source_connector, \
+                       i.status, i.set_aside_reason, i.first_seen, i.last_seen";
         let mut rows = Vec::new();
+        if self.is_postgres() {
+            // One array parameter: no statement per 256 keys, and the index is walked in
+            // the array's sorted order.
+            for chunk in keys.chunks(PG_KEYS_PER_LOOKUP) {
+                let hashes: Vec<sea_orm::Value> = chunk.iter().map(|k| k.hash().into()).collect();
+                let array = sea_orm::Value::Array(sea_orm::sea_query::ArrayType::Uuid, Some(Box::new(hashes)));
+                let sql = format!(
+                    "SELECT {columns} FROM identities i WHERE i.status = 'active' AND i.key_hash = ANY($1) \
+                     UNION ALL \
+                     SELECT {columns} FROM identities i WHERE i.status <> 'active' AND i.key_hash = ANY($1)"
+                );
+                rows.extend(
+                    identity::Model::find_by_statement(Statement::from_sql_and_values(b, sql, [array]))
+                        .all(txn)
+                        .await?,
+                );
+            }
+            return Ok(rows);
+        }
         for chunk in slices_of(keys, rows_per_statement(1)) {
             let values: Vec<sea_orm::Value> = chunk.iter().map(|k| k.hash().into()).collect();
             let tuples: Vec<String> = (1..=chunk.len()).map(|i| format!("({})", ph(b, i))).collect();
-            // Active and set-aside holders apart, each arm through its partial index.
-            let columns = "i.id, i.customer_id, i.kind, i.namespace, i.value, i.key_hash, i.raw, i.source_connector, \
-                           i.status, i.set_aside_reason, i.first_seen, i.last_seen";
             let sql = format!(
                 "WITH v (key_hash) AS (VALUES {}) \
                  SELECT {columns} FROM v JOIN identities i ON i.status = 'active' AND i.key_hash = v.key_hash \
