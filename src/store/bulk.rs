@@ -381,7 +381,7 @@ impl Store {
             None => None,
         };
         let mut filter = match absent.as_deref_mut() {
-            Some(a) => a.refresh(txn).await?,
+            Some(a) => a.refresh(txn, all_keys.len()).await?,
             None => None,
         };
         let lookup = may_be_held(filter.as_deref(), all_keys);
