@@ -13,9 +13,9 @@ mod m20261125_000008_identity_key_hash;
 
 /// The digest an identity is found and kept unique by (`identities.key_hash`): the first 16
 /// bytes of SHA-256 over the key's three parts, each preceded by its length in bytes (so no
-/// two keys share an input). It is part of the schema: stored rows depend on it, so it never
-/// changes.
-pub fn identity_key_hash(kind: &str, namespace: &str, value: &str) -> [u8; 16] {
+/// two keys share an input), as a UUID. It is part of the schema: stored rows depend on it,
+/// so it never changes.
+pub fn identity_key_hash(kind: &str, namespace: &str, value: &str) -> uuid::Uuid {
     use sha2::{Digest, Sha256};
     let mut h = Sha256::new();
     for part in [kind, namespace, value] {
@@ -25,7 +25,7 @@ pub fn identity_key_hash(kind: &str, namespace: &str, value: &str) -> [u8; 16] {
     let digest = h.finalize();
     let mut out = [0u8; 16];
     out.copy_from_slice(&digest[..16]);
-    out
+    uuid::Uuid::from_bytes(out)
 }
 
 pub struct Migrator;
@@ -50,8 +50,8 @@ impl MigratorTrait for Migrator {
 mod tests {
     use super::identity_key_hash;
 
-    fn hex(b: [u8; 16]) -> String {
-        b.iter().map(|x| format!("{x:02x}")).collect()
+    fn hex(u: uuid::Uuid) -> String {
+        u.simple().to_string()
     }
 
     /// Stored rows depend on these digests: they must never change (values from Python's

@@ -107,7 +107,7 @@ async fn backfill(db: &SchemaManagerConnection<'_>, postgres: bool) -> Result<()
         "SELECT CAST(rowid AS TEXT) AS k, kind, namespace, value FROM identities \
          WHERE rowid > CAST(? AS INTEGER) ORDER BY rowid LIMIT ?"
     };
-    let mut after = if postgres { uuid_text(&[0; 16]) } else { "0".to_string() };
+    let mut after = if postgres { uuid::Uuid::nil().to_string() } else { "0".to_string() };
     loop {
         let rows = db
             .query_all(Statement::from_sql_and_values(backend, select, [after.clone().into(), (PAGE as i64).into()]))
@@ -124,7 +124,7 @@ async fn backfill(db: &SchemaManagerConnection<'_>, postgres: bool) -> Result<()
                     &row.try_get::<String>("", "value")?,
                 );
                 values.push(row.try_get::<String>("", "k")?.into());
-                values.push(if postgres { uuid_text(&hash).into() } else { hash.to_vec().into() });
+                values.push(if postgres { hash.to_string().into() } else { hash.as_bytes().to_vec().into() });
             }
             let tuples: Vec<String> = (0..chunk.len())
                 .map(|i| if postgres { format!("(${}, ${})", 2 * i + 1, 2 * i + 2) } else { "(?, ?)".to_string() })
@@ -146,10 +146,4 @@ async fn backfill(db: &SchemaManagerConnection<'_>, postgres: bool) -> Result<()
         }
         txn.commit().await?;
     }
-}
-
-/// The canonical text form of a UUID (8-4-4-4-12 lowercase hex).
-fn uuid_text(b: &[u8; 16]) -> String {
-    let hex: String = b.iter().map(|x| format!("{x:02x}")).collect();
-    format!("{}-{}-{}-{}-{}", &hex[..8], &hex[8..12], &hex[12..16], &hex[16..20], &hex[20..])
 }

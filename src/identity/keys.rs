@@ -61,9 +61,7 @@ impl IdentityKey {
 }
 
 /// [`IdentityKey::hash`] of a key held as its stored parts.
-pub fn key_hash(kind: &str, namespace: &str, value: &str) -> uuid::Uuid {
-    uuid::Uuid::from_bytes(junction_migrations::identity_key_hash(kind, namespace, value))
-}
+pub use junction_migrations::identity_key_hash as key_hash;
 
 /// A key with the form the source entered, for display.
 #[derive(Debug, Clone, PartialEq, Eq)]

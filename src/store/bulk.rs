@@ -484,10 +484,11 @@ impl Store {
                 if let KeyStatus::SetAside(reason) = status {
                     rejected.push(RejectedIdentifier { kind: k.key.kind, raw: k.raw.clone(), reason: reason.clone() });
                 }
-                if let Some(f) = filter.as_deref_mut() {
-                    f.insert(&k.key.hash());
+                let written =
+                    pending.write_identity(customer_id, k.key.clone(), &k.raw, status, &obs.source.namespace, at);
+                if let (Some(f), Some(hash)) = (filter.as_deref_mut(), written) {
+                    f.insert(&hash);
                 }
-                pending.write_identity(customer_id, k.key.clone(), &k.raw, status, &obs.source.namespace, at);
                 let active = matches!(status, KeyStatus::Active);
                 match view.identities.iter_mut().find(|h| h.key == k.key) {
                     Some(h) => h.active |= active,
@@ -920,7 +921,7 @@ impl Pending {
 
     /// Fold an identity write into the pending row for (customer, key), as the
     /// one-record upsert would: an active write claims the key and takes the latest raw
-    /// form; a set-aside write only marks it seen.
+    /// form; a set-aside write only marks it seen. Returns the key's hash when it adds a row.
     fn write_identity(
         &mut self,
         customer: CustomerId,
@@ -929,7 +930,7 @@ impl Pending {
         status: &KeyStatus,
         namespace: &str,
         at: DateTime<Utc>,
-    ) {
+    ) -> Option<Uuid> {
         let slot = (customer, key);
         if let Some(&i) = self.identity_index.get(&slot) {
             if let KeyStatus::Active = status {
@@ -938,17 +939,18 @@ impl Pending {
                 row.status = "active".into();
                 row.set_aside_reason = None;
             }
-            return;
+            return None;
         }
         let (status, reason) = match status {
             KeyStatus::Active => ("active".to_string(), None),
             KeyStatus::SetAside(r) => ("set_aside".to_string(), Some(r.clone())),
         };
+        let key_hash = slot.1.hash();
         self.identity_index.insert(slot.clone(), self.identities.len());
         self.identities.push(identity::Model {
             id: Uuid::now_v7(),
             customer_id: customer.0,
-            key_hash: slot.1.hash(),
+            key_hash,
             kind: slot.1.kind.as_str().to_string(),
             namespace: slot.1.namespace,
             value: slot.1.value,
@@ -959,6 +961,7 @@ impl Pending {
             first_seen: at,
             last_seen: at,
         });
+        Some(key_hash)
     }
 
     fn suggest(&mut self, a: CustomerId, b: CustomerId, rule: &str, evidence: Value, at: DateTime<Utc>) {

@@ -263,11 +263,10 @@ impl Store {
             .order_by_asc(identity::Column::Id)
             .all(txn)
             .await?;
-        let key = |i: &identity::Model| (i.kind.clone(), i.namespace.clone(), i.value.clone());
         let mut dropped: Vec<Value> = Vec::new();
         let mut drop_ids: Vec<Uuid> = Vec::new();
         for ai in idents.iter().filter(|i| i.customer_id == a) {
-            if let Some(si) = idents.iter().find(|i| i.customer_id == s && key(i) == key(ai)) {
+            if let Some(si) = idents.iter().find(|i| i.customer_id == s && i.key_hash == ai.key_hash) {
                 let loser = if ai.status == "active" && si.status != "active" { si } else { ai };
                 drop_ids.push(loser.id);
                 dropped.push(json!({

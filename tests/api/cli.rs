@@ -396,7 +396,7 @@ async fn key_hash_backfill(backend: Backend) {
         let (kind, namespace, value): (String, String, String) =
             (r.try_get("", "kind").unwrap(), r.try_get("", "namespace").unwrap(), r.try_get("", "value").unwrap());
         let stored: uuid::Uuid = r.try_get("", "key_hash").unwrap();
-        assert_eq!(stored.as_bytes(), &identity_key_hash(&kind, &namespace, &value), "{kind} {value}");
+        assert_eq!(stored, identity_key_hash(&kind, &namespace, &value), "{kind} {value}");
     }
     db.close().await.unwrap();
 
