@@ -41,7 +41,8 @@ pub async fn evaluate(
     let store = crate::open_store(config, true).await?;
     let extractor = crate::key_extractor(config)?;
     let f = std::fs::File::open(input).with_context(|| format!("cannot open {}", input.display()))?;
-    let import = import_file(&store, &extractor, f, ImportFormat::from_path(input), |_| {})
+    let size = f.metadata().ok().map(|m| m.len());
+    let import = import_file(&store, &extractor, f, ImportFormat::from_path(input), size, |_| {})
         .await
         .map_err(|e| anyhow::anyhow!("import failed: {e}"))?;
     let clusters = store.record_clusters().await?;

@@ -180,7 +180,7 @@ fn main() -> anyhow::Result<()> {
                 } else {
                     None
                 };
-                let summary = import_file(&store, &extractor, f, fmt, |pos| {
+                let summary = import_file(&store, &extractor, f, fmt, Some(len).filter(|n| *n > 0), |pos| {
                     if let Some(b) = &bar {
                         b.set_position(pos);
                     }

@@ -9,7 +9,7 @@ use serde_json::json;
 use super::FlatRecord;
 use crate::identity::{KeyExtractor, Observation};
 use crate::ids::{CustomerId, IdentityId};
-use crate::store::{BulkItem, IngestOutcome, Store, StoreResult};
+use crate::store::{worth_deferring, BulkItem, IngestOutcome, Store, StoreResult};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ImportFormat {
@@ -39,6 +39,10 @@ pub struct ImportSummary {
     pub reasons: BTreeMap<String, u64>,
     /// Identifiers set aside (junk, invalid, ambiguous) by reason, in accepted records.
     pub identifiers_set_aside: BTreeMap<String, u64>,
+    /// Indexes dropped for the load and built again at its end ([`Store::defer_indexes`]),
+    /// and the seconds that build took (part of `seconds`).
+    pub rebuilt_indexes: Vec<String>,
+    pub index_seconds: f64,
     pub seconds: f64,
 }
 
@@ -57,7 +61,16 @@ impl std::fmt::Display for ImportSummary {
         if set_aside > 0 {
             write!(f, "; {set_aside} identifiers set aside")?;
         }
-        write!(f, " in {:.1} s ({:.0} records/s)", self.seconds, self.read as f64 / self.seconds.max(1e-9))
+        write!(f, " in {:.1} s ({:.0} records/s)", self.seconds, self.read as f64 / self.seconds.max(1e-9))?;
+        if !self.rebuilt_indexes.is_empty() {
+            write!(
+                f,
+                "; index {} built after the load in {:.1} s",
+                self.rebuilt_indexes.join(", "),
+                self.index_seconds
+            )?;
+        }
+        Ok(())
     }
 }
 
@@ -88,7 +101,10 @@ struct Chunk {
     bytes: u64,
 }
 
-/// Import flat records from `reader`, calling `progress(bytes_read)` as it goes.
+/// Import flat records from `reader`, calling `progress(bytes_read)` as it goes. `size`
+/// is the input's length in bytes, where known: a load that is large against the store
+/// (estimated from it and the first chunk's bytes per record, [`worth_deferring`]) drops
+/// the deferrable indexes and builds them once at its end.
 ///
 /// One thread reads, parses and normalises while the caller's task writes the previous
 /// batch, so parsing and the database overlap. Memory holds at most a few batches.
@@ -97,6 +113,7 @@ pub async fn import_file<R: Read + Send + 'static>(
     extractor: &KeyExtractor,
     reader: R,
     format: ImportFormat,
+    size: Option<u64>,
     mut progress: impl FnMut(u64),
 ) -> StoreResult<ImportSummary> {
     let start = std::time::Instant::now();
@@ -112,12 +129,24 @@ pub async fn import_file<R: Read + Send + 'static>(
     };
     let mut writer = GroupWriter::new(loader.store(), extractor);
     let mut failed = None;
+    let mut deferred: Vec<&'static str> = Vec::new();
+    let mut first = true;
     let (mut waiting, mut writing) = (std::time::Duration::ZERO, std::time::Duration::ZERO);
     loop {
         let t = std::time::Instant::now();
         let Some(chunk) = rx.recv().await else { break };
         waiting += t.elapsed();
         let t = std::time::Instant::now();
+        if std::mem::take(&mut first) {
+            // Before the first write: no group holds the writer lock yet.
+            match defer_if_worth_it(loader.store(), size, &chunk).await {
+                Ok(names) => deferred = names,
+                Err(e) => {
+                    failed = Some(e);
+                    break;
+                }
+            }
+        }
         summary.read += chunk.read;
         for reason in chunk.rejected {
             summary.rejected += 1;
@@ -144,6 +173,18 @@ pub async fn import_file<R: Read + Send + 'static>(
     let _ = reading.join();
     // A group left open by a failure rolls back here, before the loader closes.
     drop(writer);
+    if !deferred.is_empty() {
+        let t = std::time::Instant::now();
+        match loader.store().ensure_indexes().await {
+            Ok(()) => {
+                summary.rebuilt_indexes = deferred.iter().map(|n| n.to_string()).collect();
+                summary.index_seconds = t.elapsed().as_secs_f64();
+            }
+            // The import's own error says more; the next `migrate` builds the index.
+            Err(e) if failed.is_some() => tracing::warn!(error = %e, "index not rebuilt after a failed import"),
+            Err(e) => failed = Some(e),
+        }
+    }
     // On the loader's connection: SQLite's `PRAGMA optimize` goes by the queries that
     // connection ran.
     let refreshed = match failed {
@@ -155,6 +196,24 @@ pub async fn import_file<R: Read + Send + 'static>(
     refreshed?;
     summary.seconds = start.elapsed().as_secs_f64();
     Ok(summary)
+}
+
+/// Drop the deferrable indexes if the whole input, estimated from its `size` and the first
+/// `chunk`'s bytes per record, is worth it against the store's customers. Returns the
+/// names dropped.
+async fn defer_if_worth_it(store: &Store, size: Option<u64>, chunk: &Chunk) -> StoreResult<Vec<&'static str>> {
+    let Some(size) = size else { return Ok(vec![]) };
+    if chunk.read == 0 || chunk.bytes == 0 {
+        return Ok(vec![]);
+    }
+    let records = (size as f64 * chunk.read as f64 / chunk.bytes as f64) as u64;
+    let customers = store.customer_rows().await?;
+    if !worth_deferring(records, customers) {
+        return Ok(vec![]);
+    }
+    let names = store.defer_indexes().await?;
+    tracing::info!(records, customers, indexes = ?names, "import: indexes deferred to the end of the load");
+    Ok(names)
 }
 
 /// Read, parse and extract keys, handing over a chunk every `BATCH` records. Stops when

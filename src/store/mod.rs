@@ -12,6 +12,7 @@ pub mod audit;
 pub mod bulk;
 pub mod connectors;
 pub mod customers;
+mod deferred_indexes;
 pub mod entities;
 pub mod inbox;
 pub mod merges;
@@ -37,6 +38,7 @@ pub use audit::{AuditBreak, AuditEntry};
 pub use bulk::BulkItem;
 pub use connectors::{ConnectorChange, NewConnector, SecretsChange};
 pub use customers::*;
+pub use deferred_indexes::worth_deferring;
 pub use inbox::{status as inbox_status, NewInboxEvent};
 pub use merges::{MergePreview, UnmergeOutcome};
 pub use pagination::{Cursor, Page, PageRequest};
@@ -221,10 +223,11 @@ impl Store {
         self.queries.load(Ordering::Relaxed)
     }
 
-    /// Apply pending migrations.
+    /// Apply pending migrations, and build any index a bulk load left dropped
+    /// ([`Store::ensure_indexes`]).
     pub async fn migrate(&self) -> StoreResult<()> {
         Migrator::up(&self.db, None).await?;
-        Ok(())
+        self.ensure_indexes().await
     }
 
     /// Whether every known migration is applied.

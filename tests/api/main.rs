@@ -4,6 +4,7 @@
 mod helpers;
 
 mod access;
+mod bulk_load;
 mod cli;
 mod crash;
 mod customers;
