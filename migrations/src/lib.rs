@@ -10,6 +10,7 @@ mod m20261124_000005_lean_identity_indexes;
 mod m20261124_000006_set_aside_key_index;
 mod m20261124_000007_no_json_statistics;
 mod m20261125_000008_identity_key_hash;
+mod m20261125_000009_deferred_customer_references;
 
 /// The digest an identity is found and kept unique by (`identities.key_hash`): the first 16
 /// bytes of SHA-256 over the key's three parts, each preceded by its length in bytes (so no
@@ -42,6 +43,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261124_000006_set_aside_key_index::Migration),
             Box::new(m20261124_000007_no_json_statistics::Migration),
             Box::new(m20261125_000008_identity_key_hash::Migration),
+            Box::new(m20261125_000009_deferred_customer_references::Migration),
         ]
     }
 }

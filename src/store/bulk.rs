@@ -749,6 +749,11 @@ impl Store {
         out.extend(insert_statements(b, models(aside), identity_upsert(false))?);
         out.extend(insert_statements_with_json_text(b, p.records, source_record::Column::Payload, "")?);
         out.extend(insert_statements(b, p.suggestions, KEEP_CANDIDATES)?);
+        if self.or_fail {
+            for s in out.iter_mut().filter(|s| s.sql.starts_with("INSERT INTO ")) {
+                s.sql.replace_range(.."INSERT".len(), "INSERT OR FAIL");
+            }
+        }
         Ok(out)
     }
 

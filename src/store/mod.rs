@@ -87,6 +87,12 @@ pub struct Store {
     survivorship: Arc<crate::identity::survivorship::SurvivorshipPolicy>,
     /// An import's own SQLite connection only: the keys it need not look up.
     absent_keys: Option<Arc<tokio::sync::Mutex<absent_keys::AbsentKeys>>>,
+    /// An import's own SQLite connection only: the bulk path's inserts are `INSERT OR
+    /// FAIL`, which SQLite runs without a statement journal (the references to customers
+    /// being deferred, migration 9). A failed statement then leaves its earlier rows in
+    /// place, which is sound because every error of an import rolls its whole transaction
+    /// back (`ingest::import`).
+    or_fail: bool,
 }
 
 /// A write transaction; on SQLite it also holds the writer lock until dropped.
@@ -155,6 +161,7 @@ impl Store {
             queries,
             survivorship: Arc::default(),
             absent_keys: None,
+            or_fail: false,
         };
         if store.is_postgres() {
             spawn_statistics_keeper(store.clone());
@@ -197,7 +204,7 @@ impl Store {
         let mut db = sea_orm::SqlxSqliteConnector::from_sqlx_sqlite_pool(pool);
         count_queries(&mut db, self.queries.clone());
         let absent_keys = Some(Arc::default());
-        Ok(BulkLoader { store: Self { db, absent_keys, ..self.clone() }, own_connection: true })
+        Ok(BulkLoader { store: Self { db, absent_keys, or_fail: true, ..self.clone() }, own_connection: true })
     }
 
     /// Use this survivorship policy for golden records.

@@ -1,9 +1,10 @@
-//! Bulk loads through the library's import: indexes deferred to the end of a large load.
+//! Bulk loads through the library's import: indexes deferred to the end of a large load, and
+//! the references to customers that the import's `INSERT OR FAIL` relies on being deferred.
 
 use junction::config::Config;
 use junction::ingest::{import_file, ImportFormat};
 use junction::store::Store;
-use sea_orm::{ConnectionTrait, Statement};
+use sea_orm::{ActiveModelTrait, ConnectionTrait, EntityTrait, PaginatorTrait, Set, Statement, TransactionTrait};
 
 use crate::helpers::{fresh_database, Backend};
 
@@ -87,4 +88,71 @@ async fn deferred_index_is_built_again_sqlite() {
 #[tokio::test]
 async fn deferred_index_is_built_again_postgres() {
     deferred_index_is_built_again(Backend::Postgres).await;
+}
+
+/// Migration 9 defers every reference to a customer to the commit (so SQLite's bulk inserts
+/// need no statement journal): a row pointing at no customer is still refused, at commit,
+/// and nothing of its transaction is kept; a row whose customer comes later in the same
+/// transaction is accepted.
+async fn references_to_customers_are_checked_at_commit(backend: Backend) {
+    use junction::store::entities::{customer, identity};
+    let dir = tempfile::tempdir().unwrap();
+    let Some((url, _pg)) = fresh_database(backend, dir.path()).await else {
+        eprintln!("SKIPPED(postgres): JUNCTION_TEST_DATABASE_URL is not set");
+        return;
+    };
+    Store::connect(&url, 2).await.unwrap().migrate().await.unwrap();
+    let db = sea_orm::Database::connect(url.as_str()).await.unwrap();
+    let now = chrono::Utc::now();
+    let identity_of = |customer_id: uuid::Uuid, value: &str| identity::ActiveModel {
+        id: Set(uuid::Uuid::now_v7()),
+        customer_id: Set(customer_id),
+        kind: Set("email".into()),
+        namespace: Set(String::new()),
+        value: Set(value.into()),
+        key_hash: Set(junction::identity::keys::key_hash("email", "", value)),
+        raw: Set(None),
+        source_connector: Set(None),
+        status: Set("active".into()),
+        set_aside_reason: Set(None),
+        first_seen: Set(now),
+        last_seen: Set(now),
+    };
+
+    let txn = db.begin().await.unwrap();
+    identity_of(uuid::Uuid::now_v7(), "nobody@proton.me").insert(&txn).await.expect("checked at commit, not here");
+    let err = txn.commit().await.expect_err("a reference to no customer does not commit");
+    let text = err.to_string().to_lowercase();
+    assert!(text.contains("foreign key"), "{text}");
+    assert_eq!(identity::Entity::find().count(&db).await.unwrap(), 0, "nothing of the transaction kept");
+
+    // The child first, its customer later in the same transaction: accepted.
+    let txn = db.begin().await.unwrap();
+    let id = uuid::Uuid::now_v7();
+    identity_of(id, "ana@proton.me").insert(&txn).await.unwrap();
+    customer::ActiveModel {
+        id: Set(id),
+        addresses: Set(serde_json::json!([])),
+        traits: Set(serde_json::json!({})),
+        version: Set(1),
+        created_at: Set(now),
+        updated_at: Set(now),
+        ..Default::default()
+    }
+    .insert(&txn)
+    .await
+    .unwrap();
+    txn.commit().await.unwrap();
+    assert_eq!(identity::Entity::find().count(&db).await.unwrap(), 1);
+    let _ = db.close().await;
+}
+
+#[tokio::test]
+async fn references_to_customers_are_checked_at_commit_sqlite() {
+    references_to_customers_are_checked_at_commit(Backend::Sqlite).await;
+}
+
+#[tokio::test]
+async fn references_to_customers_are_checked_at_commit_postgres() {
+    references_to_customers_are_checked_at_commit(Backend::Postgres).await;
 }
