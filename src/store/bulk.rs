@@ -54,8 +54,12 @@ impl BulkItem {
 }
 
 /// Records resolved between two hand-overs of their rows to the writer: small enough for
-/// the writer to start early, large enough to fill a multi-row statement.
-const STREAM_RECORDS: usize = 256;
+/// the writer to start early, large enough to fill several multi-row statements, since
+/// each hand-over ends every table in short statements for its rest. At 256 records the 1M
+/// import sent ~215,000 statements, at 1,024 ~173,000: 70.6 s against 73.3 s on average
+/// over four alternated runs on SQLite, PostgreSQL unchanged (BENCHMARKS.md, fourteenth
+/// session).
+const STREAM_RECORDS: usize = 1_024;
 
 /// Keys per lookup statement on PostgreSQL (one array parameter).
 const PG_KEYS_PER_LOOKUP: usize = 8_192;
