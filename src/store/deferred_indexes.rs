@@ -61,11 +61,27 @@ impl Store {
     /// back at the next start.
     pub async fn ensure_indexes(&self) -> StoreResult<()> {
         for index in DEFERRABLE {
+            // A read first: a start beside a running import must not wait for its writer
+            // lock when there is nothing to build.
+            if self.has_index(index.name).await? {
+                continue;
+            }
             let tx = self.write().await?;
             tx.txn.execute_unprepared(index.create).await?;
             tx.commit().await?;
         }
         Ok(())
+    }
+
+    async fn has_index(&self, name: &str) -> StoreResult<bool> {
+        let sql = if self.is_postgres() {
+            "SELECT COUNT(*) AS n FROM pg_indexes WHERE indexname = $1 AND schemaname = current_schema()"
+        } else {
+            "SELECT COUNT(*) AS n FROM sqlite_master WHERE type = 'index' AND name = ?"
+        };
+        let row =
+            self.db.query_one(sea_orm::Statement::from_sql_and_values(self.backend(), sql, [name.into()])).await?;
+        Ok(row.and_then(|r| r.try_get::<i64>("", "n").ok()).unwrap_or(0) > 0)
     }
 
     /// Customer rows in the store, merged ones included (what an index over customers holds).

@@ -775,9 +775,19 @@ async fn large_tables_are_analysed_again_once_half_their_rows_changed(app: TestA
     };
     ingest_people(&app, "big", 12_000).await;
     counters(12_000).await;
-    // Analysed now (by this call or the keeper), so nothing has changed since.
+    // Analysed now (by this call or the keeper), so nothing has changed since. The keeper
+    // may have been analysing at the same moment and finish after this call: wait until
+    // the count holds still over more than one of its ticks.
     store.analyze_stale_tables().await.expect("analyze");
-    let (_, _, analyses) = counters(12_000).await;
+    let (_, _, mut analyses) = counters(12_000).await;
+    for _ in 0..20 {
+        tokio::time::sleep(std::time::Duration::from_millis(1_500)).await;
+        let (_, _, again) = counters(12_000).await;
+        if again == analyses {
+            break;
+        }
+        analyses = again;
+    }
     assert!(analyses >= 1);
 
     // 2,000 more: 14 % of the rows, over autovacuum's 10 %, under half.
