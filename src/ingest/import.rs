@@ -83,8 +83,16 @@ impl std::fmt::Display for ImportSummary {
 /// their own with the import's pages (1M people peaked at 838 MB that way).
 const IMPORT_CACHE_MIB: u32 = 256;
 
-/// Records per bulk transaction.
-const BATCH: usize = 5_000;
+/// Records per bulk batch on PostgreSQL, where a batch is a transaction: every key-lock
+/// stripe it takes waits for its commit, webhooks' included.
+const PG_BATCH: usize = 5_000;
+
+/// Records per bulk batch on SQLite, where sixteen batches of 5,000 or eight of 10,000 make
+/// the same group (one transaction). Each batch begins with its key lookups and ends with
+/// its golden records while the writer idles; half as many of them took the 1M import from
+/// 69.8 / 68.7 s to 66.4 / 67.1 s, alternated, for ~35 MB more peak RSS (BENCHMARKS.md,
+/// fourteenth session).
+const SQLITE_BATCH: usize = 10_000;
 
 fn reason_key(reason: &str) -> String {
     // Keep reasons free of values: only the text before any detail.
@@ -119,12 +127,13 @@ pub async fn import_file<R: Read + Send + 'static>(
     let start = std::time::Instant::now();
     let mut summary = ImportSummary::default();
     let loader = store.bulk_loader(IMPORT_CACHE_MIB).await?;
+    let batch = if store.is_postgres() { PG_BATCH } else { SQLITE_BATCH };
     let (tx, mut rx) = tokio::sync::mpsc::channel::<Chunk>(2);
     let reading = {
         let extractor = extractor.clone();
         std::thread::Builder::new()
             .name("import-reader".into())
-            .spawn(move || read_chunks(reader, format, &extractor, |c| tx.blocking_send(c).is_ok()))
+            .spawn(move || read_chunks(reader, format, &extractor, batch, |c| tx.blocking_send(c).is_ok()))
             .map_err(|e| crate::store::StoreError::Corrupt(format!("cannot start the reader thread: {e}")))?
     };
     let mut writer = GroupWriter::new(loader.store(), extractor);
@@ -216,12 +225,13 @@ async fn defer_if_worth_it(store: &Store, size: Option<u64>, chunk: &Chunk) -> S
     Ok(names)
 }
 
-/// Read, parse and extract keys, handing over a chunk every `BATCH` records. Stops when
+/// Read, parse and extract keys, handing over a chunk every `batch` records. Stops when
 /// `send` says the writer is gone.
 fn read_chunks<R: Read>(
     reader: R,
     format: ImportFormat,
     extractor: &KeyExtractor,
+    batch: usize,
     mut send: impl FnMut(Chunk) -> bool,
 ) {
     let mut counting = CountingReader { inner: reader, count: 0 };
@@ -249,7 +259,7 @@ fn read_chunks<R: Read>(
                     Err(_) => Err("unreadable line (not UTF-8)".to_string()),
                 };
                 push(&mut chunk, parsed);
-                if chunk.items.len() + chunk.rejected.len() >= BATCH {
+                if chunk.items.len() + chunk.rejected.len() >= batch {
                     chunk.bytes = buf.get_ref().count;
                     if !send(std::mem::take(&mut chunk)) {
                         return;
@@ -267,7 +277,7 @@ fn read_chunks<R: Read>(
                     Err(e) => Err(format!("invalid CSV row ({})", csv_kind(&e))),
                 };
                 push(&mut chunk, parsed);
-                if chunk.items.len() + chunk.rejected.len() >= BATCH {
+                if chunk.items.len() + chunk.rejected.len() >= batch {
                     chunk.bytes = iter.reader().position().byte();
                     if !send(std::mem::take(&mut chunk)) {
                         return;
@@ -306,14 +316,14 @@ impl ClassifyName for serde_json::Error {
 /// Chunks per transaction on SQLite, at most. A batch's random index inserts dirty about
 /// half the pages of the active-key index at a million customers, and SQLite writes every
 /// dirty page to the WAL at each commit (and again into the database at the next
-/// checkpoint); grouped chunks write each such page once per group. Sixteen chunks (80,000
-/// records) instead of four: 13.3 → 5.8 GB written for 100k people into a 1M store, peak
+/// checkpoint); grouped chunks write each such page once per group. Groups of 80,000 records
+/// (now eight chunks of [`SQLITE_BATCH`]) instead of 20,000: 13.3 → 5.8 GB written for 100k people into a 1M store, peak
 /// RSS 552 → 658 MB on the 1M import (the group's records are kept until it commits, for a
 /// replay). The chunks' resolution state is still freed after each one: only SQLite's page
 /// cache holds the group (spilling to the WAL past its size). PostgreSQL logs rows, not
 /// pages, and a long transaction there would hold its identity-key locks longer against
 /// webhooks: one chunk per transaction.
-const SQLITE_CHUNKS_PER_COMMIT: usize = 16;
+const SQLITE_CHUNKS_PER_COMMIT: usize = 8;
 
 /// A group also commits, after the chunk in hand, once it has held the writer lock this
 /// long, or as soon as another writer of this process waits for the lock

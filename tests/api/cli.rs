@@ -67,9 +67,10 @@ async fn import_and_export_postgres() {
     import_and_export(Backend::Postgres).await;
 }
 
-/// An import longer than one chunk (5,000 records): on SQLite several chunks share a
-/// transaction, so a later chunk must find the customers an earlier one created before they
-/// are committed, and the last, partial group must be committed too.
+/// An import longer than one chunk (10,000 records on SQLite, 5,000 on PostgreSQL): on
+/// SQLite several chunks share a transaction, so a later chunk must find the customers an
+/// earlier one created before they are committed, and the last, partial group must be
+/// committed too.
 async fn import_spanning_chunks(backend: Backend) {
     let dir = tempfile::tempdir().unwrap();
     let Some((url, _pg)) = fresh_database(backend, dir.path()).await else {
