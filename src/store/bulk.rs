@@ -27,7 +27,7 @@ use super::absent_keys::KeyFilter;
 use super::customers::{created_at, identity_upsert, now, source_record_row, RecordOrder, KEEP_TAGS};
 use super::entities::{customer, customer_tag, identity, merge, merge_candidate, source_record};
 use super::merges::{MergeFacts, KEEP_CANDIDATES};
-use super::rows::{insert_rows, insert_statements, insert_statements_with_json_text};
+use super::rows::{insert_rows, insert_statements, insert_statements_with_json_text, OnError};
 use super::shapes::{padded_in, rows_per_statement, slices_of};
 use super::{ph, IngestOutcome, Store, StoreError, StoreResult};
 use crate::identity::keys::Extracted;
@@ -720,6 +720,17 @@ impl Store {
         self.statements_of(b, p, pending, at)
     }
 
+    /// How the bulk path's inserts of new rows treat a broken constraint:
+    /// [`OnError::Fail`] on an import's own SQLite connection ([`Store::bulk_loader`]),
+    /// which needs no statement journal then.
+    fn bulk_on_error(&self) -> OnError {
+        if self.or_fail {
+            OnError::Fail
+        } else {
+            OnError::Abort
+        }
+    }
+
     /// The statements writing the rows of `p`, taken out of `pending` (whose history gives
     /// the golden fields of new customers, which leave its `touched`).
     fn statements_of(
@@ -748,16 +759,12 @@ impl Store {
         let (active, aside): (Vec<identity::Model>, Vec<identity::Model>) =
             rest.into_iter().partition(|i| i.status == "active");
         let models = |rows: Vec<identity::Model>| rows.into_iter().map(identity::ActiveModel::from).collect::<Vec<_>>();
-        out.extend(insert_statements(b, models(fresh), "")?);
-        out.extend(insert_statements(b, models(active), identity_upsert(true))?);
-        out.extend(insert_statements(b, models(aside), identity_upsert(false))?);
-        out.extend(insert_statements_with_json_text(b, p.records, source_record::Column::Payload, "")?);
-        out.extend(insert_statements(b, p.suggestions, KEEP_CANDIDATES)?);
-        if self.or_fail {
-            for s in out.iter_mut().filter(|s| s.sql.starts_with("INSERT INTO ")) {
-                s.sql.replace_range(.."INSERT".len(), "INSERT OR FAIL");
-            }
-        }
+        let e = self.bulk_on_error();
+        out.extend(insert_statements(b, e, models(fresh), "")?);
+        out.extend(insert_statements(b, e, models(active), identity_upsert(true))?);
+        out.extend(insert_statements(b, e, models(aside), identity_upsert(false))?);
+        out.extend(insert_statements_with_json_text(b, e, p.records, source_record::Column::Payload, "")?);
+        out.extend(insert_statements(b, e, p.suggestions, KEEP_CANDIDATES)?);
         Ok(out)
     }
 
@@ -840,10 +847,12 @@ impl Store {
         }
         // Customers created in this batch cannot exist yet, nor their tags: plain inserts (an
         // upsert costs each row a conflict check, and PostgreSQL a speculative insertion).
-        let (upsert, tags_tail) = if created.is_some() {
-            ("", "")
+        let (on_error, upsert, tags_tail) = if created.is_some() {
+            (self.bulk_on_error(), "", "")
         } else {
-            (" ON CONFLICT (id) DO UPDATE SET given_name = excluded.given_name, family_name = excluded.family_name, \
+            (
+                OnError::Abort,
+                " ON CONFLICT (id) DO UPDATE SET given_name = excluded.given_name, family_name = excluded.family_name, \
                full_name = excluded.full_name, primary_email = excluded.primary_email, \
                primary_phone = excluded.primary_phone, addresses = excluded.addresses, traits = excluded.traits, \
                version = customers.version + 1, updated_at = excluded.updated_at",
@@ -851,12 +860,13 @@ impl Store {
             )
         };
         let sql = format!(
-            "INSERT INTO customers (id, given_name, family_name, full_name, primary_email, primary_phone, addresses, \
+            "{} INTO customers (id, given_name, family_name, full_name, primary_email, primary_phone, addresses, \
                traits, version, created_at, updated_at) VALUES {}{upsert}",
+            on_error.verb(),
             tuples.join(", ")
         );
         let mut out = vec![Statement::from_sql_and_values(b, sql, values)];
-        out.extend(insert_statements(b, tags, tags_tail)?);
+        out.extend(insert_statements(b, on_error, tags, tags_tail)?);
         Ok(out)
     }
 }

@@ -9,24 +9,50 @@ use sea_orm::{
 use super::shapes::{chunks_of, rows_per_statement};
 use super::{ph, StoreError, StoreResult};
 
+/// What a multi-row insert does when a row breaks a constraint (other than one its
+/// `ON CONFLICT` clause handles).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum OnError {
+    /// Undo the whole statement (SQL's default): SQLite keeps a statement journal for it.
+    Abort,
+    /// Stop, keeping the statement's earlier rows (`INSERT OR FAIL`, SQLite only): no
+    /// statement journal, for a caller that rolls its whole transaction back on any error.
+    Fail,
+}
+
+impl OnError {
+    /// The statement's first words.
+    pub(crate) fn verb(self) -> &'static str {
+        match self {
+            OnError::Abort => "INSERT",
+            OnError::Fail => "INSERT OR FAIL",
+        }
+    }
+}
+
 /// Insert `rows` (every column set) into their table, `tail` appended to each statement
 /// (an `ON CONFLICT …` clause, or empty).
 pub(crate) async fn insert_rows<A>(txn: &DatabaseTransaction, rows: Vec<A>, tail: &str) -> StoreResult<()>
 where
     A: ActiveModelTrait,
 {
-    for statement in insert_statements(txn.get_database_backend(), rows, tail)? {
+    for statement in insert_statements(txn.get_database_backend(), OnError::Abort, rows, tail)? {
         txn.execute(statement).await?;
     }
     Ok(())
 }
 
 /// The statements [`insert_rows`] runs, for a caller that sends them itself.
-pub(crate) fn insert_statements<A>(b: DatabaseBackend, rows: Vec<A>, tail: &str) -> StoreResult<Vec<Statement>>
+pub(crate) fn insert_statements<A>(
+    b: DatabaseBackend,
+    on_error: OnError,
+    rows: Vec<A>,
+    tail: &str,
+) -> StoreResult<Vec<Statement>>
 where
     A: ActiveModelTrait,
 {
-    build(b, rows.into_iter().map(|r| (r, None)).collect(), None, tail)
+    build(b, on_error, rows.into_iter().map(|r| (r, None)).collect(), None, tail)
 }
 
 /// [`insert_statements`] for rows whose JSON column `json` is given as text already
@@ -35,6 +61,7 @@ where
 /// bulk path built only to turn it into text again.
 pub(crate) fn insert_statements_with_json_text<A>(
     b: DatabaseBackend,
+    on_error: OnError,
     rows: Vec<(A, String)>,
     json: <A::Entity as sea_orm::EntityTrait>::Column,
     tail: &str,
@@ -42,13 +69,14 @@ pub(crate) fn insert_statements_with_json_text<A>(
 where
     A: ActiveModelTrait,
 {
-    build(b, rows.into_iter().map(|(r, text)| (r, Some(text))).collect(), Some(json), tail)
+    build(b, on_error, rows.into_iter().map(|(r, text)| (r, Some(text))).collect(), Some(json), tail)
 }
 
 /// The multi-row inserts of `rows`; where a row comes with text, that text is bound for the
 /// column `json` instead of the model's value.
 fn build<A>(
     b: DatabaseBackend,
+    on_error: OnError,
     rows: Vec<(A, Option<String>)>,
     json: Option<<A::Entity as sea_orm::EntityTrait>::Column>,
     tail: &str,
@@ -65,7 +93,7 @@ where
     let names: Vec<String> = columns.iter().map(|c| format!("\"{}\"", c.to_string())).collect();
     let json_at = json.map(|j| j.to_string()).and_then(|j| columns.iter().position(|c| c.to_string() == j));
     let table = A::Entity::default().table_name().to_string();
-    let head = format!("INSERT INTO \"{table}\" ({}) VALUES ", names.join(", "));
+    let head = format!("{} INTO \"{table}\" ({}) VALUES ", on_error.verb(), names.join(", "));
     let width = columns.len();
     for chunk in chunks_of(rows, rows_per_statement(width)) {
         let mut sql = String::with_capacity(head.len() + chunk.len() * width * 5 + tail.len() + 1);
