@@ -43,6 +43,10 @@ pub struct ImportSummary {
     /// and the seconds that build took (part of `seconds`).
     pub rebuilt_indexes: Vec<String>,
     pub index_seconds: f64,
+    /// Tables whose reference to customers was dropped for the load and checked again at
+    /// its end ([`Store::defer_references`], PostgreSQL), and the seconds that took.
+    pub checked_references: Vec<String>,
+    pub reference_seconds: f64,
     pub seconds: f64,
 }
 
@@ -68,6 +72,14 @@ impl std::fmt::Display for ImportSummary {
                 "; index {} built after the load in {:.1} s",
                 self.rebuilt_indexes.join(", "),
                 self.index_seconds
+            )?;
+        }
+        if !self.checked_references.is_empty() {
+            write!(
+                f,
+                "; references of {} checked after the load in {:.1} s",
+                self.checked_references.join(", "),
+                self.reference_seconds
             )?;
         }
         Ok(())
@@ -138,7 +150,7 @@ pub async fn import_file<R: Read + Send + 'static>(
     };
     let mut writer = GroupWriter::new(loader.store(), extractor);
     let mut failed = None;
-    let mut deferred: Vec<&'static str> = Vec::new();
+    let mut deferred = Deferred::default();
     let mut first = true;
     let (mut waiting, mut writing) = (std::time::Duration::ZERO, std::time::Duration::ZERO);
     loop {
@@ -148,12 +160,9 @@ pub async fn import_file<R: Read + Send + 'static>(
         let t = std::time::Instant::now();
         if std::mem::take(&mut first) {
             // Before the first write: no group holds the writer lock yet.
-            match defer_if_worth_it(loader.store(), size, &chunk).await {
-                Ok(names) => deferred = names,
-                Err(e) => {
-                    failed = Some(e);
-                    break;
-                }
+            if let Err(e) = defer_if_worth_it(loader.store(), size, &chunk, &mut deferred).await {
+                failed = Some(e);
+                break;
             }
         }
         summary.read += chunk.read;
@@ -182,15 +191,27 @@ pub async fn import_file<R: Read + Send + 'static>(
     let _ = reading.join();
     // A group left open by a failure rolls back here, before the loader closes.
     drop(writer);
-    if !deferred.is_empty() {
+    if !deferred.indexes.is_empty() {
         let t = std::time::Instant::now();
         match loader.store().ensure_indexes().await {
             Ok(()) => {
-                summary.rebuilt_indexes = deferred.iter().map(|n| n.to_string()).collect();
+                summary.rebuilt_indexes = deferred.indexes.iter().map(|n| n.to_string()).collect();
                 summary.index_seconds = t.elapsed().as_secs_f64();
             }
             // The import's own error says more; the next `migrate` builds the index.
             Err(e) if failed.is_some() => tracing::warn!(error = %e, "index not rebuilt after a failed import"),
+            Err(e) => failed = Some(e),
+        }
+    }
+    if !deferred.references.is_empty() {
+        let t = std::time::Instant::now();
+        match loader.store().ensure_references().await {
+            Ok(()) => {
+                summary.checked_references = deferred.references.iter().map(|n| n.to_string()).collect();
+                summary.reference_seconds = t.elapsed().as_secs_f64();
+            }
+            // As above: the next `migrate` adds and validates them.
+            Err(e) if failed.is_some() => tracing::warn!(error = %e, "references not restored after a failed import"),
             Err(e) => failed = Some(e),
         }
     }
@@ -207,22 +228,43 @@ pub async fn import_file<R: Read + Send + 'static>(
     Ok(summary)
 }
 
-/// Drop the deferrable indexes if the whole input, estimated from its `size` and the first
-/// `chunk`'s bytes per record, is worth it against the store's customers. Returns the
-/// names dropped.
-async fn defer_if_worth_it(store: &Store, size: Option<u64>, chunk: &Chunk) -> StoreResult<Vec<&'static str>> {
-    let Some(size) = size else { return Ok(vec![]) };
+/// What a load left for its end: indexes to build, and tables whose reference to
+/// customers is to be checked.
+#[derive(Default)]
+struct Deferred {
+    indexes: Vec<&'static str>,
+    references: Vec<&'static str>,
+}
+
+/// Drop the deferrable indexes and references if the whole input, estimated from its
+/// `size` and the first `chunk`'s bytes per record, is worth it against the store's
+/// customers (both cost a pass over every row at the end, where keeping them costs each
+/// new row). What was dropped goes into `deferred`, even if a later step fails.
+async fn defer_if_worth_it(
+    store: &Store,
+    size: Option<u64>,
+    chunk: &Chunk,
+    deferred: &mut Deferred,
+) -> StoreResult<()> {
+    let Some(size) = size else { return Ok(()) };
     if chunk.read == 0 || chunk.bytes == 0 {
-        return Ok(vec![]);
+        return Ok(());
     }
     let records = (size as f64 * chunk.read as f64 / chunk.bytes as f64) as u64;
     let customers = store.customer_rows().await?;
     if !worth_deferring(records, customers) {
-        return Ok(vec![]);
+        return Ok(());
     }
-    let names = store.defer_indexes().await?;
-    tracing::info!(records, customers, indexes = ?names, "import: indexes deferred to the end of the load");
-    Ok(names)
+    deferred.indexes = store.defer_indexes().await?;
+    deferred.references = store.defer_references().await?;
+    tracing::info!(
+        records,
+        customers,
+        indexes = ?deferred.indexes,
+        references = ?deferred.references,
+        "import: indexes and references deferred to the end of the load"
+    );
+    Ok(())
 }
 
 /// Read, parse and extract keys, handing over a chunk every `batch` records. Stops when

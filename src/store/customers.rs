@@ -169,6 +169,25 @@ pub(crate) fn source_record_row(
     }
 }
 
+/// Delete the rows of `customers` that a bulk load's deferred references would not
+/// cascade while they are away ([`Store::defer_references`]): source records, identities
+/// and tags. Every path that deletes customers calls this first.
+pub(crate) async fn delete_attached_rows(txn: &DatabaseTransaction, customers: &[Uuid]) -> StoreResult<()> {
+    source_record::Entity::delete_many()
+        .filter(source_record::Column::CustomerId.is_in(customers.iter().copied()))
+        .exec(txn)
+        .await?;
+    identity::Entity::delete_many()
+        .filter(identity::Column::CustomerId.is_in(customers.iter().copied()))
+        .exec(txn)
+        .await?;
+    customer_tag::Entity::delete_many()
+        .filter(customer_tag::Column::CustomerId.is_in(customers.iter().copied()))
+        .exec(txn)
+        .await?;
+    Ok(())
+}
+
 impl Store {
     /// Resolve and persist one observation, retrying transient conflicts.
     #[tracing::instrument(skip_all, fields(source = %obs.source.source))]
@@ -790,10 +809,8 @@ impl Store {
         let mut doomed: BTreeSet<Uuid> = BTreeSet::from([live.id]);
         let absorbed = customer::Entity::find().filter(customer::Column::MergedInto.eq(live.id)).all(&*tx.txn).await?;
         doomed.extend(absorbed.iter().map(|c| c.id));
-        source_record::Entity::delete_many()
-            .filter(source_record::Column::CustomerId.is_in(doomed.iter().copied()))
-            .exec(&*tx.txn)
-            .await?;
+        let doomed: Vec<Uuid> = doomed.into_iter().collect();
+        delete_attached_rows(&tx.txn, &doomed).await?;
         customer::Entity::update_many()
             .col_expr(customer::Column::MergedInto, Expr::value(Option::<Uuid>::None))
             .filter(customer::Column::Id.is_in(doomed.iter().copied()))

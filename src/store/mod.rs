@@ -13,6 +13,7 @@ pub mod bulk;
 pub mod connectors;
 pub mod customers;
 mod deferred_indexes;
+mod deferred_references;
 pub mod entities;
 pub mod inbox;
 pub mod merges;
@@ -230,11 +231,13 @@ impl Store {
         self.queries.load(Ordering::Relaxed)
     }
 
-    /// Apply pending migrations, and build any index a bulk load left dropped
-    /// ([`Store::ensure_indexes`]).
+    /// Apply pending migrations, build any index a bulk load left dropped
+    /// ([`Store::ensure_indexes`]) and restore any reference it left unchecked
+    /// ([`Store::ensure_references`]).
     pub async fn migrate(&self) -> StoreResult<()> {
         Migrator::up(&self.db, None).await?;
-        self.ensure_indexes().await
+        self.ensure_indexes().await?;
+        self.ensure_references().await
     }
 
     /// Whether every known migration is applied.

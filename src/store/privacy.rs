@@ -10,7 +10,7 @@ use uuid::Uuid;
 
 use super::audit::AuditEntry;
 use super::customers::now;
-use super::entities::{consent, customer, erasure_receipt, event, identity, merge, order, source_record};
+use super::entities::{consent, customer, erasure_receipt, event, merge, order, source_record};
 use super::{ph, Store, StoreError, StoreResult};
 use crate::ids::CustomerId;
 
@@ -245,14 +245,7 @@ impl Store {
                 .await?;
         }
         counts.insert("webhookPayloads".into(), json!(inbox_ids.len()));
-        source_record::Entity::delete_many()
-            .filter(source_record::Column::CustomerId.is_in(cluster.clone()))
-            .exec(&*tx.txn)
-            .await?;
-        identity::Entity::delete_many()
-            .filter(identity::Column::CustomerId.is_in(cluster.clone()))
-            .exec(&*tx.txn)
-            .await?;
+        super::customers::delete_attached_rows(&tx.txn, &cluster).await?;
         order::Entity::delete_many().filter(order::Column::CustomerId.is_in(cluster.clone())).exec(&*tx.txn).await?;
         // The merge ledger keeps ids only.
         merge::Entity::update_many()

@@ -225,7 +225,7 @@ impl Store {
         Ok(out)
     }
 
-    /// Erase customers entirely inside `tx` (everything attached cascades or is deleted).
+    /// Erase customers entirely inside `tx` (everything attached is deleted or cascades).
     pub async fn erase_customers_tx(&self, tx: &WriteTx, ids: &[CustomerId]) -> StoreResult<()> {
         for id in ids {
             let absorbed: Vec<Uuid> = customer::Entity::find()
@@ -237,10 +237,7 @@ impl Store {
                 .collect();
             let mut doomed = absorbed;
             doomed.push(id.0);
-            source_record::Entity::delete_many()
-                .filter(source_record::Column::CustomerId.is_in(doomed.clone()))
-                .exec(&*tx.txn)
-                .await?;
+            super::customers::delete_attached_rows(&tx.txn, &doomed).await?;
             customer::Entity::update_many()
                 .col_expr(customer::Column::MergedInto, Expr::value(Option::<Uuid>::None))
                 .filter(customer::Column::Id.is_in(doomed.clone()))

@@ -156,3 +156,114 @@ async fn references_to_customers_are_checked_at_commit_sqlite() {
 async fn references_to_customers_are_checked_at_commit_postgres() {
     references_to_customers_are_checked_at_commit(Backend::Postgres).await;
 }
+
+/// The references to customers as PostgreSQL holds them: (name, validated, definition).
+async fn references(db: &sea_orm::DatabaseConnection) -> Vec<(String, bool, String)> {
+    let sql = "SELECT conname, convalidated, pg_get_constraintdef(oid) AS def FROM pg_constraint \
+               WHERE contype = 'f' AND confrelid = 'customers'::regclass ORDER BY conname";
+    db.query_all(Statement::from_string(sea_orm::DbBackend::Postgres, sql))
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (r.try_get("", "conname").unwrap(), r.try_get("", "convalidated").unwrap(), r.try_get("", "def").unwrap())
+        })
+        .collect()
+}
+
+/// On PostgreSQL a large load drops the references of identities, source records and tags
+/// to customers and checks them once at its end: they come back exactly as migration 9
+/// defined them, validated. While they are away, deleting a customer still deletes its
+/// identities and tags (nothing waits on a cascade); a row left pointing at a deleted
+/// customer gets the constraint's action when they come back; and a store a load left
+/// without them (a process that died) gets them back at the next migrate. SQLite keeps
+/// its references throughout.
+async fn deferred_references_are_checked_again(backend: Backend) {
+    use junction::store::entities::{customer_tag, identity};
+    let dir = tempfile::tempdir().unwrap();
+    let Some((url, _pg)) = fresh_database(backend, dir.path()).await else {
+        eprintln!("SKIPPED(postgres): JUNCTION_TEST_DATABASE_URL is not set");
+        return;
+    };
+    let store = Store::connect(&url, 4).await.unwrap();
+    store.migrate().await.unwrap();
+    let extractor = junction::key_extractor(&Config::default()).unwrap();
+    let db = sea_orm::Database::connect(url.as_str()).await.unwrap();
+    let input = records(0, 40);
+    let summary =
+        import_file(&store, &extractor, std::io::Cursor::new(input), ImportFormat::JsonLines, Some(100 << 20), |_| {})
+            .await
+            .unwrap();
+    assert_eq!(summary.created, 40);
+    if backend == Backend::Sqlite {
+        assert!(summary.checked_references.is_empty(), "{summary}");
+        assert!(store.defer_references().await.unwrap().is_empty());
+        let row = db
+            .query_one(Statement::from_string(
+                sea_orm::DbBackend::Sqlite,
+                "SELECT COUNT(*) AS n FROM pragma_foreign_key_list('identities')",
+            ))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(row.try_get::<i64>("", "n").unwrap(), 1, "SQLite keeps its references");
+        return;
+    }
+    assert_eq!(summary.checked_references, ["identities", "source_records", "customer_tags"], "{summary}");
+    assert!(summary.to_string().contains("references of identities, source_records, customer_tags checked"));
+    let before = {
+        let fresh = tempfile::tempdir().unwrap();
+        let (other, _pg2) = fresh_database(backend, fresh.path()).await.unwrap();
+        Store::connect(&other, 1).await.unwrap().migrate().await.unwrap();
+        let other_db = sea_orm::Database::connect(other.as_str()).await.unwrap();
+        let refs = references(&other_db).await;
+        let _ = other_db.close().await;
+        refs
+    };
+    assert_eq!(before.len(), 7);
+    assert_eq!(references(&db).await, before, "back as migration 9 defined them, validated");
+
+    // Away, as a load that died left them.
+    assert_eq!(store.defer_references().await.unwrap(), ["identities", "source_records", "customer_tags"]);
+    assert_eq!(references(&db).await.len(), 4);
+    let doomed = identity::Entity::find().one(&db).await.unwrap().unwrap().customer_id;
+    customer_tag::ActiveModel { customer_id: Set(doomed), tag: Set("vip".into()), created_at: Set(chrono::Utc::now()) }
+        .insert(&db)
+        .await
+        .unwrap();
+    store.delete_customer(junction::ids::CustomerId(doomed)).await.unwrap();
+    let left = |c: uuid::Uuid| {
+        let db = &db;
+        async move {
+            use sea_orm::{ColumnTrait, QueryFilter};
+            let ids = identity::Entity::find().filter(identity::Column::CustomerId.eq(c)).count(db).await.unwrap();
+            let tags =
+                customer_tag::Entity::find().filter(customer_tag::Column::CustomerId.eq(c)).count(db).await.unwrap();
+            ids + tags
+        }
+    };
+    assert_eq!(left(doomed).await, 0, "deleted with their customer, without a cascade");
+    // A row written for a customer deleted meanwhile (a write racing the deletion).
+    let ghost = uuid::Uuid::now_v7();
+    customer_tag::ActiveModel { customer_id: Set(ghost), tag: Set("vip".into()), created_at: Set(chrono::Utc::now()) }
+        .insert(&db)
+        .await
+        .unwrap();
+    assert_eq!(left(ghost).await, 1);
+
+    store.migrate().await.unwrap();
+    assert_eq!(references(&db).await, before, "migrate adds them back and validates them");
+    assert_eq!(left(ghost).await, 0, "the cascade the reference would have made");
+    assert_eq!(identity::Entity::find().count(&db).await.unwrap(), 39, "the other customers' rows are kept");
+    let _ = db.close().await;
+}
+
+#[tokio::test]
+async fn deferred_references_are_checked_again_sqlite() {
+    deferred_references_are_checked_again(Backend::Sqlite).await;
+}
+
+#[tokio::test]
+async fn deferred_references_are_checked_again_postgres() {
+    deferred_references_are_checked_again(Backend::Postgres).await;
+}
