@@ -33,7 +33,7 @@ use super::{ph, IngestOutcome, Store, StoreError, StoreResult};
 use crate::identity::keys::Extracted;
 use crate::identity::normalize::PersonName;
 use crate::identity::rules::{self, Blocked, CustomerView, HeldKey, KeyStatus, Target};
-use crate::identity::survivorship::golden_record_with;
+use crate::identity::survivorship::{golden_record_with, GoldenRecord};
 use crate::identity::{IdentityKey, IdentityKind, KeyExtractor, Observation, RejectedIdentifier};
 use crate::ids::CustomerId;
 
@@ -44,14 +44,22 @@ pub struct BulkItem {
     pub obs: Observation,
     pub extracted: Extracted,
     pub region: Option<String>,
+    /// The digest of each of `extracted.keys`, in order ([`IdentityKey::hash`], a SHA-256):
+    /// computed with the keys, off the batch's own thread, which sorts, filters and looks
+    /// the batch's keys up by them before it can resolve its first record.
+    hashes: Vec<Uuid>,
 }
 
 impl BulkItem {
     pub fn new(extractor: &KeyExtractor, obs: Observation, region: Option<String>) -> Self {
         let extracted = extractor.extract(&obs, region.as_deref());
-        Self { obs, extracted, region }
+        let hashes = extracted.keys.iter().map(|k| k.key.hash()).collect();
+        Self { obs, extracted, region, hashes }
     }
 }
+
+/// A key with its digest.
+type Hashed<'k> = (Uuid, &'k IdentityKey);
 
 /// Records resolved between two hand-overs of their rows to the writer: small enough for
 /// the writer to start early, large enough to fill several multi-row statements, since
@@ -126,9 +134,9 @@ impl Queue {
 }
 
 /// The keys `filter` may have seen: without a filter, all of them.
-fn may_be_held<'k>(filter: Option<&KeyFilter>, keys: Vec<&'k IdentityKey>) -> Vec<&'k IdentityKey> {
+fn may_be_held<'k>(filter: Option<&KeyFilter>, keys: Vec<Hashed<'k>>) -> Vec<Hashed<'k>> {
     match filter {
-        Some(f) => keys.into_iter().filter(|k| f.may_contain(&k.hash())).collect(),
+        Some(f) => keys.into_iter().filter(|(hash, _)| f.may_contain(hash)).collect(),
         None => keys,
     }
 }
@@ -142,6 +150,9 @@ fn writer_gone() -> StoreError {
 struct History {
     order: Vec<RecordOrder>,
     obs: Vec<Observation>,
+    /// The golden record of `obs`, once computed (the resolver computes it after each
+    /// record, for the name the rules compare; the customer's row is written from it).
+    golden: Option<GoldenRecord>,
 }
 
 type Histories = HashMap<CustomerId, History>;
@@ -149,12 +160,13 @@ type Histories = HashMap<CustomerId, History>;
 impl History {
     fn from_rows(rows: Vec<(RecordOrder, Observation)>) -> Self {
         let (order, obs) = rows.into_iter().unzip();
-        Self { order, obs }
+        Self { order, obs, golden: None }
     }
 
     fn push(&mut self, at: RecordOrder, obs: Observation) {
         self.order.push(at);
         self.obs.push(obs);
+        self.golden = None;
     }
 
     /// Take in the records of a customer merged into this one, as the merge moves them.
@@ -193,7 +205,7 @@ struct Pending {
     created: BTreeMap<CustomerId, DateTime<Utc>>,
     /// One row per (customer, key), in first-write order; later writes fold in.
     identities: Vec<identity::Model>,
-    identity_index: HashMap<(CustomerId, IdentityKey), usize>,
+    identity_index: HashMap<(CustomerId, Uuid), usize>,
     /// Source records, each with its payload serialised as JSON text.
     records: Vec<(source_record::ActiveModel, String)>,
     suggestions: Vec<merge_candidate::ActiveModel>,
@@ -372,11 +384,12 @@ impl Store {
         let started = std::time::Instant::now();
         let queries_before = self.query_count();
         let mut merges = 0usize;
-        let mut all_keys: Vec<&IdentityKey> =
-            items.iter().flat_map(|i| i.extracted.keys.iter().map(|k| &k.key)).collect();
-        all_keys.sort_unstable();
-        all_keys.dedup();
-        let mut looked_up: HashSet<IdentityKey> = all_keys.iter().map(|k| (*k).clone()).collect();
+        // By digest: a sort of 16-byte values, and a set of them, rather than of key texts.
+        let mut all_keys: Vec<Hashed> =
+            items.iter().flat_map(|i| i.hashes.iter().copied().zip(i.extracted.keys.iter().map(|k| &k.key))).collect();
+        all_keys.sort_unstable_by_key(|(hash, _)| *hash);
+        all_keys.dedup_by_key(|(hash, _)| *hash);
+        let mut looked_up: HashSet<Uuid> = all_keys.iter().map(|(hash, _)| *hash).collect();
         let mut known = Known::default();
         let mut pending = Pending::default();
         // An import's own connection skips the keys its filter has never seen.
@@ -410,15 +423,19 @@ impl Store {
                     }
                 }
                 extractor.resolve_deferred(&mut extracted, obs, item.region.as_deref(), &regions);
-                let fresh: Vec<IdentityKey> =
-                    extracted.keys.iter().map(|k| &k.key).filter(|k| !looked_up.contains(*k)).cloned().collect();
-                let lookup = may_be_held(filter.as_deref(), fresh.iter().collect());
+                let fresh: Vec<Hashed> = extracted
+                    .keys
+                    .iter()
+                    .map(|k| (k.key.hash(), &k.key))
+                    .filter(|(hash, _)| !looked_up.contains(hash))
+                    .collect();
+                looked_up.extend(fresh.iter().map(|(hash, _)| *hash));
+                let lookup = may_be_held(filter.as_deref(), fresh);
                 if !lookup.is_empty() {
                     // Nothing in this batch wrote these keys, so the database knows every holder.
                     queue.drain().await?;
                     self.load_holders(txn, &lookup, &mut known, &mut pending.history).await?;
                 }
-                looked_up.extend(fresh);
             }
             let record_keys: Vec<IdentityKey> = extracted.keys.iter().map(|k| k.key.clone()).collect();
             let mut holder_ids = known.holders_of(&record_keys);
@@ -483,14 +500,20 @@ impl Store {
             };
             let mut rejected = extracted.rejected.clone();
             let view = known.views.get_mut(&customer_id).expect("the target customer is known");
-            for k in &extracted.keys {
+            // The item's digests, unless resolving its phones changed its keys.
+            let hashes: Vec<Uuid> = if item.extracted.deferred_phones.is_empty() {
+                item.hashes.clone()
+            } else {
+                extracted.keys.iter().map(|k| k.key.hash()).collect()
+            };
+            for (k, hash) in extracted.keys.iter().zip(hashes) {
                 let Some((_, status)) = plan.keys.iter().find(|(pk, _)| pk == &k.key) else { continue };
                 if let KeyStatus::SetAside(reason) = status {
                     rejected.push(RejectedIdentifier { kind: k.key.kind, raw: k.raw.clone(), reason: reason.clone() });
                 }
                 let written =
-                    pending.write_identity(customer_id, k.key.clone(), &k.raw, status, &obs.source.namespace, at);
-                if let (Some(f), Some(hash)) = (filter.as_deref_mut(), written) {
+                    pending.write_identity(customer_id, k.key.clone(), hash, &k.raw, status, &obs.source.namespace, at);
+                if let (Some(f), true) = (filter.as_deref_mut(), written) {
                     f.insert(&hash);
                 }
                 let active = matches!(status, KeyStatus::Active);
@@ -509,12 +532,21 @@ impl Store {
             let history = pending.history.get_mut(&customer_id).expect("history loaded above");
             history.push((at, *record.id.as_ref()), obs.clone());
             let golden = golden_record_with(&self.survivorship, &history.obs);
-            view.name = PersonName::parse(
-                golden.given_name.as_deref(),
-                golden.family_name.as_deref(),
-                golden.full_name.as_deref(),
-            )
-            .ok();
+            let p = &obs.profile;
+            view.name = if (&golden.given_name, &golden.family_name, &golden.full_name)
+                == (&p.given_name, &p.family_name, &p.full_name)
+            {
+                // The record's own name won (always, for a new customer): parsed above.
+                record_name
+            } else {
+                PersonName::parse(
+                    golden.given_name.as_deref(),
+                    golden.family_name.as_deref(),
+                    golden.full_name.as_deref(),
+                )
+                .ok()
+            };
+            history.golden = Some(golden);
             for s in &plan.suggestions {
                 if s.other != customer_id {
                     let evidence = serde_json::to_value(&s.evidence).unwrap_or(Value::Null);
@@ -556,13 +588,14 @@ impl Store {
     async fn load_holders(
         &self,
         txn: &DatabaseTransaction,
-        keys: &[&IdentityKey],
+        keys: &[Hashed<'_>],
         known: &mut Known,
         history: &mut Histories,
     ) -> StoreResult<()> {
         let t = std::time::Instant::now();
-        self.lock_key_set(txn, keys).await?;
-        let held = self.holders_of_keys(txn, keys).await?;
+        let hashes: Vec<Uuid> = keys.iter().map(|(hash, _)| *hash).collect();
+        self.lock_key_set(txn, &hashes).await?;
+        let held = self.holders_of_keys(txn, &hashes).await?;
         let keys_ms = t.elapsed().as_millis() as u64;
         let ids: Vec<Uuid> = held
             .iter()
@@ -599,13 +632,13 @@ impl Store {
         Ok(())
     }
 
-    /// Take every key's advisory lock, in one sorted statement (PostgreSQL; SQLite's
-    /// writer lock already serialises writes).
-    pub(crate) async fn lock_key_set(&self, txn: &DatabaseTransaction, keys: &[&IdentityKey]) -> StoreResult<()> {
-        if !self.is_postgres() || keys.is_empty() {
+    /// Take the advisory lock of every key (by its digest), in one sorted statement
+    /// (PostgreSQL; SQLite's writer lock already serialises writes).
+    pub(crate) async fn lock_key_set(&self, txn: &DatabaseTransaction, hashes: &[Uuid]) -> StoreResult<()> {
+        if !self.is_postgres() || hashes.is_empty() {
             return Ok(());
         }
-        let mut ids: Vec<i64> = keys.iter().map(|k| super::customers::lock_id(k)).collect();
+        let mut ids: Vec<i64> = hashes.iter().map(super::customers::lock_id).collect();
         ids.sort_unstable();
         ids.dedup();
         for chunk in ids.chunks(5_000) {
@@ -618,12 +651,8 @@ impl Store {
         Ok(())
     }
 
-    /// Identity rows (any status) holding any of `keys`.
-    async fn holders_of_keys(
-        &self,
-        txn: &DatabaseTransaction,
-        keys: &[&IdentityKey],
-    ) -> StoreResult<Vec<identity::Model>> {
+    /// Identity rows (any status) holding any of the keys whose digests are `hashes`.
+    async fn holders_of_keys(&self, txn: &DatabaseTransaction, hashes: &[Uuid]) -> StoreResult<Vec<identity::Model>> {
         let b = self.backend();
         // Active and set-aside holders apart, each arm through its partial index.
         let columns = "i.id, i.customer_id, i.kind, i.namespace, i.value, i.key_hash, i.raw, i.source_connector, \
@@ -632,9 +661,9 @@ impl Store {
         if self.is_postgres() {
             // One array parameter: no statement per 256 keys, and the index is walked in
             // the array's sorted order.
-            for chunk in keys.chunks(PG_KEYS_PER_LOOKUP) {
-                let hashes: Vec<sea_orm::Value> = chunk.iter().map(|k| k.hash().into()).collect();
-                let array = sea_orm::Value::Array(sea_orm::sea_query::ArrayType::Uuid, Some(Box::new(hashes)));
+            for chunk in hashes.chunks(PG_KEYS_PER_LOOKUP) {
+                let values: Vec<sea_orm::Value> = chunk.iter().map(|h| (*h).into()).collect();
+                let array = sea_orm::Value::Array(sea_orm::sea_query::ArrayType::Uuid, Some(Box::new(values)));
                 let sql = format!(
                     "SELECT {columns} FROM identities i WHERE i.status = 'active' AND i.key_hash = ANY($1) \
                      UNION ALL \
@@ -648,8 +677,8 @@ impl Store {
             }
             return Ok(rows);
         }
-        for chunk in slices_of(keys, rows_per_statement(1)) {
-            let values: Vec<sea_orm::Value> = chunk.iter().map(|k| k.hash().into()).collect();
+        for chunk in slices_of(hashes, rows_per_statement(1)) {
+            let values: Vec<sea_orm::Value> = chunk.iter().map(|h| (*h).into()).collect();
             let tuples: Vec<String> = (1..=chunk.len()).map(|i| format!("({})", ph(b, i))).collect();
             let sql = format!(
                 "WITH v (key_hash) AS (VALUES {}) \
@@ -818,8 +847,14 @@ impl Store {
         let mut tuples = Vec::with_capacity(ids.len());
         let mut tags: Vec<customer_tag::ActiveModel> = Vec::new();
         for id in ids {
-            let golden =
-                golden_record_with(&self.survivorship, history.get(id).map(|h| h.obs.as_slice()).unwrap_or(&[]));
+            let computed;
+            let golden = match history.get(id) {
+                Some(History { golden: Some(g), .. }) => g,
+                h => {
+                    computed = golden_record_with(&self.survivorship, h.map(|h| h.obs.as_slice()).unwrap_or(&[]));
+                    &computed
+                }
+            };
             let mut traits = golden.traits.clone();
             if let Some(d) = golden.birth_date {
                 traits.insert("birthDate".into(), Value::String(d.to_string()));
@@ -940,17 +975,20 @@ impl Pending {
 
     /// Fold an identity write into the pending row for (customer, key), as the
     /// one-record upsert would: an active write claims the key and takes the latest raw
-    /// form; a set-aside write only marks it seen. Returns the key's hash when it adds a row.
+    /// form; a set-aside write only marks it seen. Returns whether it adds a row. `key_hash`
+    /// is the key's digest.
+    #[allow(clippy::too_many_arguments)]
     fn write_identity(
         &mut self,
         customer: CustomerId,
         key: IdentityKey,
+        key_hash: Uuid,
         raw: &str,
         status: &KeyStatus,
         namespace: &str,
         at: DateTime<Utc>,
-    ) -> Option<Uuid> {
-        let slot = (customer, key);
+    ) -> bool {
+        let slot = (customer, key_hash);
         if let Some(&i) = self.identity_index.get(&slot) {
             if let KeyStatus::Active = status {
                 let row = &mut self.identities[i];
@@ -958,21 +996,20 @@ impl Pending {
                 row.status = "active".into();
                 row.set_aside_reason = None;
             }
-            return None;
+            return false;
         }
         let (status, reason) = match status {
             KeyStatus::Active => ("active".to_string(), None),
             KeyStatus::SetAside(r) => ("set_aside".to_string(), Some(r.clone())),
         };
-        let key_hash = slot.1.hash();
-        self.identity_index.insert(slot.clone(), self.identities.len());
+        self.identity_index.insert(slot, self.identities.len());
         self.identities.push(identity::Model {
             id: Uuid::now_v7(),
             customer_id: customer.0,
             key_hash,
-            kind: slot.1.kind.as_str().to_string(),
-            namespace: slot.1.namespace,
-            value: slot.1.value,
+            kind: key.kind.as_str().to_string(),
+            namespace: key.namespace,
+            value: key.value,
             raw: Some(raw.to_string()),
             source_connector: Some(namespace.to_string()),
             status,
@@ -980,7 +1017,7 @@ impl Pending {
             first_seen: at,
             last_seen: at,
         });
-        Some(key_hash)
+        true
     }
 
     fn suggest(&mut self, a: CustomerId, b: CustomerId, rule: &str, evidence: Value, at: DateTime<Utc>) {

@@ -103,9 +103,9 @@ const KEY_LOCK_STRIPES: u64 = 1024;
 const KEY_LOCK_BASE: i64 = 0x4A55_4E43_0000_0000;
 
 /// The advisory lock id of a key's stripe (by the first 8 bytes of its `key_hash`).
-pub(crate) fn lock_id(key: &IdentityKey) -> i64 {
+pub(crate) fn lock_id(hash: &Uuid) -> i64 {
     let mut b = [0u8; 8];
-    b.copy_from_slice(&key.hash().as_bytes()[..8]);
+    b.copy_from_slice(&hash.as_bytes()[..8]);
     KEY_LOCK_BASE + (u64::from_be_bytes(b) % KEY_LOCK_STRIPES) as i64
 }
 
@@ -229,8 +229,8 @@ impl Store {
     }
 
     async fn lock_keys(&self, txn: &DatabaseTransaction, keys: &[ParsedIdentity]) -> StoreResult<()> {
-        let keys: Vec<&IdentityKey> = keys.iter().map(|k| &k.key).collect();
-        self.lock_key_set(txn, &keys).await
+        let hashes: Vec<Uuid> = keys.iter().map(|k| k.key.hash()).collect();
+        self.lock_key_set(txn, &hashes).await
     }
 
     async fn holders(&self, txn: &DatabaseTransaction, keys: &[ParsedIdentity]) -> StoreResult<Vec<identity::Model>> {
