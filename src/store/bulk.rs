@@ -42,7 +42,7 @@ use crate::ids::CustomerId;
 #[derive(Debug)]
 pub struct BulkItem {
     pub obs: Observation,
-    pub extracted: Extracted,
+    extracted: Extracted,
     pub region: Option<String>,
     /// The digest of each of `extracted.keys`, in order ([`IdentityKey::hash`], a SHA-256):
     /// computed with the keys, off the batch's own thread, which sorts, filters and looks

@@ -100,7 +100,13 @@ impl Store {
                     // Enforced for every new row from here on, so no row it has not
                     // checked can appear while the old rows are validated.
                     let sql = format!("ALTER TABLE {} ADD CONSTRAINT {} {} NOT VALID", r.table, r.name, r.definition);
-                    self.db.execute_unprepared(&sql).await?;
+                    match self.db.execute_unprepared(&sql).await {
+                        // Another process (a start beside the load's end) added it first.
+                        Err(e) if has_code(&e, DUPLICATE_OBJECT) => {}
+                        other => {
+                            other?;
+                        }
+                    }
                 }
                 State::NotValid => {}
             }
@@ -115,7 +121,7 @@ impl Store {
         let validate = format!("ALTER TABLE {} VALIDATE CONSTRAINT {}", r.table, r.name);
         match self.db.execute_unprepared(&validate).await {
             Ok(_) => return Ok(()),
-            Err(e) if is_foreign_key_violation(&e) => {}
+            Err(e) if has_code(&e, FOREIGN_KEY_VIOLATION) => {}
             Err(e) => return Err(e.into()),
         }
         let fixed = self.db.execute_unprepared(r.orphans).await?.rows_affected();
@@ -145,12 +151,17 @@ impl Store {
     }
 }
 
-/// PostgreSQL's `foreign_key_violation` (23503).
-fn is_foreign_key_violation(e: &sea_orm::DbErr) -> bool {
+/// PostgreSQL's SQLSTATE for `foreign_key_violation`.
+const FOREIGN_KEY_VIOLATION: &str = "23503";
+/// PostgreSQL's SQLSTATE for `duplicate_object` (a constraint of that name exists).
+const DUPLICATE_OBJECT: &str = "42710";
+
+/// Whether `e` is a PostgreSQL error with SQLSTATE `code`.
+fn has_code(e: &sea_orm::DbErr, code: &str) -> bool {
     match e {
         sea_orm::DbErr::Exec(sea_orm::RuntimeErr::SqlxError(sqlx_err))
         | sea_orm::DbErr::Query(sea_orm::RuntimeErr::SqlxError(sqlx_err)) => {
-            sqlx_err.as_database_error().and_then(|d| d.code()).is_some_and(|code| code == "23503")
+            sqlx_err.as_database_error().and_then(|d| d.code()).is_some_and(|c| c == code)
         }
         _ => false,
     }

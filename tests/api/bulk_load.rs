@@ -255,6 +255,14 @@ async fn deferred_references_are_checked_again(backend: Backend) {
     assert_eq!(references(&db).await, before, "migrate adds them back and validates them");
     assert_eq!(left(ghost).await, 0, "the cascade the reference would have made");
     assert_eq!(identity::Entity::find().count(&db).await.unwrap(), 39, "the other customers' rows are kept");
+
+    // Two processes restoring them at once (a start beside a load's end) both succeed.
+    store.defer_references().await.unwrap();
+    let other = Store::connect(&url, 2).await.unwrap();
+    let (a, b) = tokio::join!(store.ensure_references(), other.ensure_references());
+    a.unwrap();
+    b.unwrap();
+    assert_eq!(references(&db).await, before);
     let _ = db.close().await;
 }
 
