@@ -84,6 +84,8 @@ enum Job {
     /// Merge `absorbed` into `survivor` ([`Store::absorb`]); `consents` if the absorbed
     /// customer holds any (else they are not read).
     Absorb {
+        /// The ledger row's id, taken when the merge was decided ([`MergeFacts::id`]).
+        id: Uuid,
         survivor: CustomerId,
         absorbed: CustomerId,
         consents: bool,
@@ -348,13 +350,12 @@ impl Store {
                     self.upsert_golden(txn, &ids, &history, at).await?;
                     1
                 }
-                Job::Absorb { survivor, absorbed, consents, evidence, at } => {
+                Job::Absorb { id, survivor, absorbed, consents, evidence, at } => {
                     if consents {
                         self.merge_consents(txn, survivor, absorbed).await?;
                     }
-                    ledger.push(
-                        self.absorb_unrecorded(txn, MergeFacts::automatic(survivor, absorbed, evidence, at)).await?,
-                    );
+                    let facts = MergeFacts { id, ..MergeFacts::automatic(survivor, absorbed, evidence, at) };
+                    ledger.push(self.absorb_unrecorded(txn, facts).await?);
                     2
                 }
                 Job::Barrier(done) => {
@@ -487,7 +488,14 @@ impl Store {
                         if consents {
                             known.consents.insert(survivor);
                         }
-                        queue.push(Job::Absorb { survivor, absorbed: *a, consents, evidence: evidence.clone(), at })?;
+                        queue.push(Job::Absorb {
+                            id: Uuid::now_v7(),
+                            survivor,
+                            absorbed: *a,
+                            consents,
+                            evidence: evidence.clone(),
+                            at,
+                        })?;
                         absorb_view(&mut merged, known.views.get(a).cloned().expect("a merged customer is known"));
                         known.forget(*a);
                         records.absorb(pending.history.remove(a).expect("a known customer's history"));

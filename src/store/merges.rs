@@ -118,6 +118,10 @@ fn move_all_sql(b: sea_orm::DatabaseBackend) -> &'static str {
 /// What a merge's ledger row says: who absorbs whom, by which rule, on what evidence, by
 /// whom, why and when.
 pub(crate) struct MergeFacts<'a> {
+    /// The ledger row's id, taken when the merge is decided: a version 7 UUID, so it sorts
+    /// after every row written before the decision and before every row written after it,
+    /// which tells an undo what came later when a whole batch shares one timestamp.
+    pub id: Uuid,
     pub survivor: CustomerId,
     pub absorbed: CustomerId,
     pub rule: &'a str,
@@ -130,7 +134,16 @@ pub(crate) struct MergeFacts<'a> {
 impl MergeFacts<'static> {
     /// A merge the rules made on a shared identifier.
     pub(crate) fn automatic(survivor: CustomerId, absorbed: CustomerId, evidence: Value, at: DateTime<Utc>) -> Self {
-        Self { survivor, absorbed, rule: "shared_identifier", evidence, actor: "system", reason: None, at }
+        Self {
+            id: Uuid::now_v7(),
+            survivor,
+            absorbed,
+            rule: "shared_identifier",
+            evidence,
+            actor: "system",
+            reason: None,
+            at,
+        }
     }
 }
 
@@ -255,7 +268,7 @@ impl Store {
         txn: &DatabaseTransaction,
         facts: MergeFacts<'_>,
     ) -> StoreResult<merge::ActiveModel> {
-        let MergeFacts { survivor, absorbed, rule, evidence, actor, reason, at } = facts;
+        let MergeFacts { id, survivor, absorbed, rule, evidence, actor, reason, at } = facts;
         let (s, a) = (survivor.0, absorbed.0);
         // Keys both hold: keep one row, the active one if either is active.
         let idents = identity::Entity::find()
@@ -318,7 +331,7 @@ impl Store {
         });
         metrics::counter!("junction_merges_total", "rule" => rule.to_string()).increment(1);
         Ok(merge::ActiveModel {
-            id: Set(Uuid::now_v7()),
+            id: Set(id),
             survivor_id: Set(s),
             absorbed_id: Set(a),
             rule: Set(rule.to_string()),
@@ -365,7 +378,16 @@ impl Store {
             .filter(merge_candidate::Column::CustomerB.eq(q))
             .exec(&*tx.txn)
             .await?;
-        let facts = MergeFacts { survivor: CustomerId(s), absorbed: CustomerId(x), rule, evidence, actor, reason, at };
+        let facts = MergeFacts {
+            id: Uuid::now_v7(),
+            survivor: CustomerId(s),
+            absorbed: CustomerId(x),
+            rule,
+            evidence,
+            actor,
+            reason,
+            at,
+        };
         let id = self.absorb(&tx.txn, facts).await?;
         self.recompute(&tx.txn, CustomerId(s), at).await?;
         tx.commit().await?;
@@ -455,36 +477,40 @@ impl Store {
                 .await?;
         }
         // Records that arrived after the merge and were identified only by the absorbed
-        // side's identifiers go back with their identifiers.
-        let later = source_record::Entity::find()
+        // side's identifiers go back with their identifiers. "After" is by time, and within
+        // one time (a bulk batch writes all its rows at one) by id: ids are version 7
+        // UUIDs and the merge's was taken when it was decided.
+        let after = |t: DateTime<Utc>, id: Uuid| (t, id) > (m.created_at, m.id);
+        let later: Vec<source_record::Model> = source_record::Entity::find()
             .filter(source_record::Column::CustomerId.eq(s))
-            .filter(source_record::Column::ReceivedAt.gt(m.created_at))
+            .filter(source_record::Column::ReceivedAt.gte(m.created_at))
             .all(txn)
-            .await?;
+            .await?
+            .into_iter()
+            .filter(|r| after(r.received_at, r.id))
+            .collect();
         let idents = identity::Entity::find().filter(identity::Column::CustomerId.is_in([s, a])).all(txn).await?;
         let holder = |k: &IdentityKey| {
             idents
                 .iter()
                 .find(|i| i.kind == k.kind.as_str() && i.namespace == k.namespace && i.value == k.value)
-                .map(|i| (i.customer_id, i.id, i.first_seen))
+                .map(|i| (i.customer_id, i.id, after(i.first_seen, i.id)))
         };
         for r in later {
             let Ok(obs) = serde_json::from_value::<Observation>(r.payload.clone()) else { continue };
             let keys = extractor.extract(&obs, None).keys;
-            let held: Vec<(Uuid, Uuid, DateTime<Utc>)> = keys.iter().filter_map(|k| holder(&k.key)).collect();
-            let by_a = held.iter().any(|(c, _, first)| *c == a && *first <= m.created_at);
-            let by_s = held.iter().any(|(c, _, first)| *c == s && *first <= m.created_at);
+            // (holder, identity row, whether the row was first written after the merge)
+            let held: Vec<(Uuid, Uuid, bool)> = keys.iter().filter_map(|k| holder(&k.key)).collect();
+            let by_a = held.iter().any(|(c, _, later)| *c == a && !*later);
+            let by_s = held.iter().any(|(c, _, later)| *c == s && !*later);
             if by_a && !by_s {
                 source_record::Entity::update_many()
                     .col_expr(source_record::Column::CustomerId, Expr::value(a))
                     .filter(source_record::Column::Id.eq(r.id))
                     .exec(txn)
                     .await?;
-                let new_ids: Vec<Uuid> = held
-                    .iter()
-                    .filter(|(c, _, first)| *c == s && *first > m.created_at)
-                    .map(|(_, id, _)| *id)
-                    .collect();
+                let new_ids: Vec<Uuid> =
+                    held.iter().filter(|(c, _, later)| *c == s && *later).map(|(_, id, _)| *id).collect();
                 identity::Entity::update_many()
                     .col_expr(identity::Column::CustomerId, Expr::value(a))
                     .filter(identity::Column::Id.is_in(new_ids))

@@ -18,6 +18,7 @@ both_backends!(
     arrival_order_does_not_change_the_partition,
     concurrent_overlapping_ingestion_gives_one_customer_per_person,
     bulk_ingestion_equals_one_record_at_a_time,
+    bulk_merges_undo_like_one_record_merges,
     concurrent_bulk_batches_of_thousands_of_keys_all_land,
     bulk_loader_writes_through_the_store_and_its_writer_lock,
     bulk_loader_skips_no_held_key,
@@ -536,6 +537,56 @@ async fn bulk_ingestion_equals_one_record_at_a_time(app: TestApp) {
         assert_eq!(resolved_state(&app, &bulk).await, expected, "run {run} (batches of {batch}) differs");
         assert_payloads_round_trip(&app, &records).await;
     }
+}
+
+/// A merge the bulk path made is undone exactly as the same merge made one record at a
+/// time: the same records are ingested both ways in an order that merges every person's
+/// email customer with their phone customer, then every merge is undone, newest first, and
+/// both sides must end in the same state (the partition had the merges never happened).
+async fn bulk_merges_undo_like_one_record_merges(app: TestApp) {
+    use junction::store::BulkItem;
+    let store = &app.state.store;
+    let extractor = &app.state.extractor;
+    let n = scenario("x").len();
+    // Every `a` (email), then every `c` (phone, platform id), then the `b`s that join them.
+    let mut order: Vec<usize> = (0..n).filter(|i| i % 4 == 0 && *i < 24).collect();
+    order.extend((0..24).filter(|i| i % 4 == 2));
+    order.extend((0..24).filter(|i| i % 4 == 1));
+    order.extend((0..24).filter(|i| i % 4 == 3));
+    order.extend(24..n);
+    let before = ledger_ids(&app).await.len();
+    let singles = scenario("uo");
+    for &i in &order {
+        store.ingest(extractor, &singles[i], None).await.unwrap();
+    }
+    let after_one = ledger_ids(&app).await.len();
+    let records = scenario("ub");
+    let items: Vec<BulkItem> = order.iter().map(|&i| BulkItem::new(extractor, records[i].clone(), None)).collect();
+    store.ingest_bulk(extractor, &items).await.unwrap();
+    let ids = ledger_ids(&app).await;
+    assert_eq!(after_one - before, 6, "one merge per person one by one");
+    assert_eq!(ids.len() - after_one, 6, "and in bulk");
+    assert_eq!(resolved_state(&app, "ub").await, resolved_state(&app, "uo").await);
+    for side in [&ids[before..after_one], &ids[after_one..]] {
+        for id in side.iter().rev() {
+            store.unmerge(extractor, *id, "test").await.unwrap();
+        }
+    }
+    let one = resolved_state(&app, "uo").await;
+    assert_eq!(one.0.len(), 13, "each person's two customers apart again, and Zed: {one:?}");
+    assert_eq!(resolved_state(&app, "ub").await, one, "undoing bulk merges differs from undoing one-by-one merges");
+}
+
+/// The merge ledger's ids, oldest first.
+async fn ledger_ids(app: &TestApp) -> Vec<uuid::Uuid> {
+    use sea_orm::{ConnectionTrait, Database, Statement};
+    let db = Database::connect(app.database_url.as_str()).await.unwrap();
+    let rows = db
+        .query_all(Statement::from_string(db.get_database_backend(), "SELECT id FROM merges ORDER BY created_at, id"))
+        .await
+        .unwrap();
+    let _ = db.close().await;
+    rows.iter().map(|r| r.try_get("", "id").unwrap()).collect()
 }
 
 /// Rows in the merge ledger.
