@@ -9,7 +9,7 @@ use serde_json::json;
 use super::FlatRecord;
 use crate::identity::{KeyExtractor, Observation};
 use crate::ids::{CustomerId, IdentityId};
-use crate::store::{worth_deferring, BulkItem, IngestOutcome, Store, StoreResult};
+use crate::store::{worth_deferring, BulkItem, IngestOutcome, Store, StoreError, StoreResult};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ImportFormat {
@@ -191,30 +191,7 @@ pub async fn import_file<R: Read + Send + 'static>(
     let _ = reading.join();
     // A group left open by a failure rolls back here, before the loader closes.
     drop(writer);
-    if !deferred.indexes.is_empty() {
-        let t = std::time::Instant::now();
-        match loader.store().ensure_indexes().await {
-            Ok(()) => {
-                summary.rebuilt_indexes = deferred.indexes.iter().map(|n| n.to_string()).collect();
-                summary.index_seconds = t.elapsed().as_secs_f64();
-            }
-            // The import's own error says more; the next `migrate` builds the index.
-            Err(e) if failed.is_some() => tracing::warn!(error = %e, "index not rebuilt after a failed import"),
-            Err(e) => failed = Some(e),
-        }
-    }
-    if !deferred.references.is_empty() {
-        let t = std::time::Instant::now();
-        match loader.store().ensure_references().await {
-            Ok(()) => {
-                summary.checked_references = deferred.references.iter().map(|n| n.to_string()).collect();
-                summary.reference_seconds = t.elapsed().as_secs_f64();
-            }
-            // As above: the next `migrate` adds and validates them.
-            Err(e) if failed.is_some() => tracing::warn!(error = %e, "references not restored after a failed import"),
-            Err(e) => failed = Some(e),
-        }
-    }
+    deferred.restore(loader.store(), &mut summary, &mut failed).await;
     // On the loader's connection: SQLite's `PRAGMA optimize` goes by the queries that
     // connection ran.
     let refreshed = match failed {
@@ -234,6 +211,44 @@ pub async fn import_file<R: Read + Send + 'static>(
 struct Deferred {
     indexes: Vec<&'static str>,
     references: Vec<&'static str>,
+}
+
+impl Deferred {
+    /// Build the deferred indexes and check the deferred references again, noting each in
+    /// `summary`. After a failed load an error here is only logged: the load's own error
+    /// says more, and the next `migrate` finishes the job.
+    async fn restore(&self, store: &Store, summary: &mut ImportSummary, failed: &mut Option<StoreError>) {
+        if !self.indexes.is_empty() {
+            let t = std::time::Instant::now();
+            if settled(store.ensure_indexes().await, "indexes", failed) {
+                summary.rebuilt_indexes = self.indexes.iter().map(|n| n.to_string()).collect();
+                summary.index_seconds = t.elapsed().as_secs_f64();
+            }
+        }
+        if !self.references.is_empty() {
+            let t = std::time::Instant::now();
+            if settled(store.ensure_references().await, "references", failed) {
+                summary.checked_references = self.references.iter().map(|n| n.to_string()).collect();
+                summary.reference_seconds = t.elapsed().as_secs_f64();
+            }
+        }
+    }
+}
+
+/// Whether restoring `what` succeeded; if not, its error becomes the load's failure, or
+/// only a warning when the load had already failed.
+fn settled(result: StoreResult<()>, what: &str, failed: &mut Option<StoreError>) -> bool {
+    match result {
+        Ok(()) => true,
+        Err(e) if failed.is_some() => {
+            tracing::warn!(error = %e, what, "not restored after a failed import; the next migrate will");
+            false
+        }
+        Err(e) => {
+            *failed = Some(e);
+            false
+        }
+    }
 }
 
 /// Drop the deferrable indexes and references if the whole input, estimated from its
