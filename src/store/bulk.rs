@@ -509,12 +509,14 @@ impl Store {
             let mut rejected = extracted.rejected.clone();
             let view = known.views.get_mut(&customer_id).expect("the target customer is known");
             // The item's digests, unless resolving its phones changed its keys.
-            let hashes: Vec<Uuid> = if item.extracted.deferred_phones.is_empty() {
-                item.hashes.clone()
+            let recomputed: Vec<Uuid>;
+            let hashes: &[Uuid] = if item.extracted.deferred_phones.is_empty() {
+                &item.hashes
             } else {
-                extracted.keys.iter().map(|k| k.key.hash()).collect()
+                recomputed = extracted.keys.iter().map(|k| k.key.hash()).collect();
+                &recomputed
             };
-            for (k, hash) in extracted.keys.iter().zip(hashes) {
+            for (k, &hash) in extracted.keys.iter().zip(hashes) {
                 let Some((_, status)) = plan.keys.iter().find(|(pk, _)| pk == &k.key) else { continue };
                 if let KeyStatus::SetAside(reason) = status {
                     rejected.push(RejectedIdentifier { kind: k.key.kind, raw: k.raw.clone(), reason: reason.clone() });

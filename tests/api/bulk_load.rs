@@ -6,7 +6,14 @@ use junction::ingest::{import_file, ImportFormat};
 use junction::store::Store;
 use sea_orm::{ActiveModelTrait, ConnectionTrait, EntityTrait, PaginatorTrait, Set, Statement, TransactionTrait};
 
+use crate::each_backend;
 use crate::helpers::{fresh_database, Backend};
+
+each_backend!(
+    deferred_index_is_built_again,
+    references_to_customers_are_checked_at_commit,
+    deferred_references_are_checked_again,
+);
 
 async fn has_index(url: &str, backend: Backend, name: &str) -> bool {
     let db = sea_orm::Database::connect(url).await.unwrap();
@@ -80,16 +87,6 @@ async fn deferred_index_is_built_again(backend: Backend) {
     assert!(has_index(&url, backend, INDEX).await, "migrate builds a missing deferred index");
 }
 
-#[tokio::test]
-async fn deferred_index_is_built_again_sqlite() {
-    deferred_index_is_built_again(Backend::Sqlite).await;
-}
-
-#[tokio::test]
-async fn deferred_index_is_built_again_postgres() {
-    deferred_index_is_built_again(Backend::Postgres).await;
-}
-
 /// Migration 9 defers every reference to a customer to the commit (so SQLite's bulk inserts
 /// need no statement journal): a row pointing at no customer is still refused, at commit,
 /// and nothing of its transaction is kept; a row whose customer comes later in the same
@@ -145,16 +142,6 @@ async fn references_to_customers_are_checked_at_commit(backend: Backend) {
     txn.commit().await.unwrap();
     assert_eq!(identity::Entity::find().count(&db).await.unwrap(), 1);
     let _ = db.close().await;
-}
-
-#[tokio::test]
-async fn references_to_customers_are_checked_at_commit_sqlite() {
-    references_to_customers_are_checked_at_commit(Backend::Sqlite).await;
-}
-
-#[tokio::test]
-async fn references_to_customers_are_checked_at_commit_postgres() {
-    references_to_customers_are_checked_at_commit(Backend::Postgres).await;
 }
 
 /// The references to customers as PostgreSQL holds them: (name, validated, definition).
@@ -264,14 +251,4 @@ async fn deferred_references_are_checked_again(backend: Backend) {
     b.unwrap();
     assert_eq!(references(&db).await, before);
     let _ = db.close().await;
-}
-
-#[tokio::test]
-async fn deferred_references_are_checked_again_sqlite() {
-    deferred_references_are_checked_again(Backend::Sqlite).await;
-}
-
-#[tokio::test]
-async fn deferred_references_are_checked_again_postgres() {
-    deferred_references_are_checked_again(Backend::Postgres).await;
 }

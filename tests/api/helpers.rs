@@ -203,6 +203,28 @@ macro_rules! both_backends {
     };
 }
 
+/// A `sqlite` and a `postgres` test for each named `async fn(Backend)`, which skips
+/// itself where PostgreSQL is not configured (for tests that open stores of their own
+/// rather than start the app).
+#[macro_export]
+macro_rules! each_backend {
+    ($($name:ident),* $(,)?) => {
+        $(
+            mod $name {
+                #[tokio::test]
+                async fn sqlite() {
+                    super::$name($crate::helpers::Backend::Sqlite).await;
+                }
+
+                #[tokio::test]
+                async fn postgres() {
+                    super::$name($crate::helpers::Backend::Postgres).await;
+                }
+            }
+        )*
+    };
+}
+
 /// [`both_backends!`] with the configuration changed by `$tweak` (an `FnOnce(&mut Config)`,
 /// a closure or a function path) before the app starts.
 #[macro_export]
