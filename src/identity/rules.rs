@@ -321,15 +321,17 @@ enum Link {
 
 /// Decide where a record goes. `record_keys` are the record's normalised keys;
 /// `customers` every live customer holding one of them (absorbed ids already followed);
-/// `target` forces the record onto one customer (manual edits).
-pub fn plan(
+/// `target` forces the record onto one customer (manual edits). Customers may be given
+/// owned or borrowed.
+pub fn plan<V: std::borrow::Borrow<CustomerView>>(
     rules: &Rules,
     record_keys: &[IdentityKey],
     record_name: Option<&PersonName>,
-    customers: &[CustomerView],
+    customers: &[V],
     blocked: &Blocked,
     target: Option<CustomerId>,
 ) -> Plan {
+    let customers: Vec<&CustomerView> = customers.iter().map(V::borrow).collect();
     let mut keys: Vec<IdentityKey> = record_keys.to_vec();
     keys.sort_by(|a, b| rules.priority(a.kind).cmp(&rules.priority(b.kind)).then_with(|| a.cmp(b)));
     keys.dedup();
@@ -338,8 +340,10 @@ pub fn plan(
     let mut links: Vec<(usize, &IdentityKey, &CustomerView, bool, Link)> = Vec::new();
     for (ki, k) in keys.iter().enumerate() {
         let rule = rules.rule(k.kind);
-        let mut holders: Vec<(&CustomerView, bool)> =
-            customers.iter().filter_map(|c| c.identities.iter().find(|h| &h.key == k).map(|h| (c, h.active))).collect();
+        let mut holders: Vec<(&CustomerView, bool)> = customers
+            .iter()
+            .filter_map(|&c| c.identities.iter().find(|h| &h.key == k).map(|h| (c, h.active)))
+            .collect();
         holders.sort_by_key(|(c, active)| (!*active, c.id));
         for (c, active) in holders {
             let link = match rule.trust {
@@ -357,7 +361,7 @@ pub fn plan(
 
     let mut group: Vec<&CustomerView> = Vec::new();
     if let Some(t) = target {
-        if let Some(c) = customers.iter().find(|c| c.id == t) {
+        if let Some(&c) = customers.iter().find(|c| c.id == t) {
             group.push(c);
         }
     }

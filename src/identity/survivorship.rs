@@ -109,8 +109,11 @@ pub fn golden_record(observations: &[Observation]) -> GoldenRecord {
     golden_record_with(&SurvivorshipPolicy::default(), observations)
 }
 
-/// Compute the golden record from observations given in arrival order.
-pub fn golden_record_with(policy: &SurvivorshipPolicy, observations: &[Observation]) -> GoldenRecord {
+/// Compute the golden record from observations given in arrival order (owned or shared).
+pub fn golden_record_with<O: std::borrow::Borrow<Observation>>(
+    policy: &SurvivorshipPolicy,
+    observations: &[O],
+) -> GoldenRecord {
     type Cands<'a, T> = Vec<(T, Option<DateTime<Utc>>, usize, &'a str)>;
     let mut given: Cands<String> = vec![];
     let mut family: Cands<String> = vec![];
@@ -119,7 +122,7 @@ pub fn golden_record_with(policy: &SurvivorshipPolicy, observations: &[Observati
     let mut address: Cands<junction_connectors::Address> = vec![];
     let mut traits: BTreeMap<&str, Cands<serde_json::Value>> = BTreeMap::new();
     let mut g = GoldenRecord::default();
-    let mut ordered: Vec<(usize, &Observation)> = observations.iter().enumerate().collect();
+    let mut ordered: Vec<(usize, &Observation)> = observations.iter().map(O::borrow).enumerate().collect();
     ordered.sort_by_key(|(i, o)| (o.occurred_at, *i));
     for (i, o) in &ordered {
         let (at, src, p) = (o.occurred_at, o.source.source.as_str(), &o.profile);

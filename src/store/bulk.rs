@@ -37,24 +37,34 @@ use crate::identity::survivorship::{golden_record_with, GoldenRecord};
 use crate::identity::{IdentityKey, IdentityKind, KeyExtractor, Observation, RejectedIdentifier};
 use crate::ids::CustomerId;
 
-/// One record of a bulk batch, with its keys already extracted (extraction is pure and
-/// can run on another thread while the previous batch is written).
+/// One record of a bulk batch, with everything that depends on the record alone worked
+/// out already (its keys, their digests, its parsed name, its payload): that is pure and
+/// runs on another thread (the import's reader) while the previous batch is resolved and
+/// written, so the batch's own thread only decides.
 #[derive(Debug)]
 pub struct BulkItem {
-    pub obs: Observation,
+    /// Shared with the customers' histories the batch keeps (no copy per record).
+    obs: Arc<Observation>,
     extracted: Extracted,
     pub region: Option<String>,
     /// The digest of each of `extracted.keys`, in order ([`IdentityKey::hash`], a SHA-256):
-    /// computed with the keys, off the batch's own thread, which sorts, filters and looks
-    /// the batch's keys up by them before it can resolve its first record.
+    /// the batch sorts, filters and looks its keys up by them before it can resolve its
+    /// first record.
     hashes: Vec<Uuid>,
+    /// The record's own name, as the rules compare it.
+    name: Option<PersonName>,
+    /// The source record's payload: the observation as JSON text.
+    payload: Result<String, String>,
 }
 
 impl BulkItem {
     pub fn new(extractor: &KeyExtractor, obs: Observation, region: Option<String>) -> Self {
         let extracted = extractor.extract(&obs, region.as_deref());
         let hashes = extracted.keys.iter().map(|k| k.key.hash()).collect();
-        Self { obs, extracted, region, hashes }
+        let p = &obs.profile;
+        let name = PersonName::parse(p.given_name.as_deref(), p.family_name.as_deref(), p.full_name.as_deref()).ok();
+        let payload = serde_json::to_string(&obs).map_err(|e| e.to_string());
+        Self { obs: Arc::new(obs), extracted, region, hashes, name, payload }
     }
 }
 
@@ -151,7 +161,7 @@ fn writer_gone() -> StoreError {
 #[derive(Debug, Default, Clone)]
 struct History {
     order: Vec<RecordOrder>,
-    obs: Vec<Observation>,
+    obs: Vec<Arc<Observation>>,
     /// The golden record of `obs`, once computed (the resolver computes it after each
     /// record, for the name the rules compare; the customer's row is written from it).
     golden: Option<GoldenRecord>,
@@ -161,11 +171,11 @@ type Histories = HashMap<CustomerId, History>;
 
 impl History {
     fn from_rows(rows: Vec<(RecordOrder, Observation)>) -> Self {
-        let (order, obs) = rows.into_iter().unzip();
+        let (order, obs) = rows.into_iter().map(|(at, obs)| (at, Arc::new(obs))).unzip();
         Self { order, obs, golden: None }
     }
 
-    fn push(&mut self, at: RecordOrder, obs: Observation) {
+    fn push(&mut self, at: RecordOrder, obs: Arc<Observation>) {
         self.order.push(at);
         self.obs.push(obs);
         self.golden = None;
@@ -188,6 +198,11 @@ impl History {
     }
 }
 
+/// The name fields of a golden record (given, family, full).
+fn name_of(g: &GoldenRecord) -> (Option<&str>, Option<&str>, Option<&str>) {
+    (g.given_name.as_deref(), g.family_name.as_deref(), g.full_name.as_deref())
+}
+
 /// A merged-away customer's identities, as the survivor holds them after the merge: a key
 /// both hold stays once, active if either held it active.
 fn absorb_view(survivor: &mut CustomerView, gone: CustomerView) {
@@ -205,11 +220,15 @@ struct Pending {
     /// Customers created in this batch and not written yet, with their creation time: their
     /// row is written once, with its golden fields, when their identities are.
     created: BTreeMap<CustomerId, DateTime<Utc>>,
-    /// One row per (customer, key), in first-write order; later writes fold in.
-    identities: Vec<identity::Model>,
+    /// One row per (customer, key), in first-write order; later writes fold in. A merge
+    /// takes its parties' rows out early and leaves their slots empty.
+    identities: Vec<Option<identity::Model>>,
     identity_index: HashMap<(CustomerId, Uuid), usize>,
-    /// Source records, each with its payload serialised as JSON text.
-    records: Vec<(source_record::ActiveModel, String)>,
+    /// Source records, each with its payload serialised as JSON text; slots as above.
+    records: Vec<Option<(source_record::ActiveModel, String)>>,
+    /// Where each customer's rows are in `identities` and `records`, so that a merge takes
+    /// its parties' rows at the cost of those rows, not of everything pending.
+    slots: HashMap<CustomerId, Slots>,
     suggestions: Vec<merge_candidate::ActiveModel>,
     suggested: HashSet<(Uuid, Uuid)>,
     /// Customers whose golden record must be recomputed.
@@ -217,6 +236,13 @@ struct Pending {
     /// Every source record of each customer touched in this batch, oldest first: the
     /// golden record (and the name the rules compare) is computed from it in memory.
     history: Histories,
+}
+
+/// The places of one customer's rows in [`Pending`], in write order.
+#[derive(Default)]
+struct Slots {
+    identities: Vec<usize>,
+    records: Vec<usize>,
 }
 
 /// The customers met so far in the batch, as the rules see them.
@@ -408,8 +434,9 @@ impl Store {
 
         let mut out = Vec::with_capacity(items.len());
         for item in items {
-            let obs = &item.obs;
-            let mut extracted = item.extracted.clone();
+            let obs: &Observation = &item.obs;
+            // Copied only where resolving its phones changes it.
+            let mut extracted = std::borrow::Cow::Borrowed(&item.extracted);
             if !extracted.deferred_phones.is_empty() {
                 // As the one-record path: regions of the record's phones that someone holds.
                 let mut regions: Vec<String> = Vec::new();
@@ -423,7 +450,7 @@ impl Store {
                         }
                     }
                 }
-                extractor.resolve_deferred(&mut extracted, obs, item.region.as_deref(), &regions);
+                extractor.resolve_deferred(extracted.to_mut(), obs, item.region.as_deref(), &regions);
                 let fresh: Vec<Hashed> = extracted
                     .keys
                     .iter()
@@ -441,14 +468,8 @@ impl Store {
             let record_keys: Vec<IdentityKey> = extracted.keys.iter().map(|k| k.key.clone()).collect();
             let mut holder_ids = known.holders_of(&record_keys);
             holder_ids.sort_unstable();
-            let views: Vec<CustomerView> = holder_ids.iter().filter_map(|c| known.views.get(c).cloned()).collect();
-            let record_name = PersonName::parse(
-                obs.profile.given_name.as_deref(),
-                obs.profile.family_name.as_deref(),
-                obs.profile.full_name.as_deref(),
-            )
-            .ok();
-            let plan = rules::plan(extractor.rules(), &record_keys, record_name.as_ref(), &views, &known.blocked, None);
+            let views: Vec<&CustomerView> = holder_ids.iter().filter_map(|c| known.views.get(c)).collect();
+            let plan = rules::plan(extractor.rules(), &record_keys, item.name.as_ref(), &views, &known.blocked, None);
 
             let (customer_id, created, merged) = match plan.target {
                 Target::Create => {
@@ -538,24 +559,20 @@ impl Store {
             }
             // The golden name moves with every record, as a recompute would move it.
             let record = source_record_row(customer_id, obs, at);
-            let payload = serde_json::to_string(obs).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+            let payload = item.payload.clone().map_err(StoreError::Corrupt)?;
             let history = pending.history.get_mut(&customer_id).expect("history loaded above");
-            history.push((at, *record.id.as_ref()), obs.clone());
+            // The golden record before this record, whose name `view.name` holds parsed.
+            let before = history.golden.take();
+            history.push((at, *record.id.as_ref()), item.obs.clone());
             let golden = golden_record_with(&self.survivorship, &history.obs);
             let p = &obs.profile;
-            view.name = if (&golden.given_name, &golden.family_name, &golden.full_name)
-                == (&p.given_name, &p.family_name, &p.full_name)
-            {
-                // The record's own name won (always, for a new customer): parsed above.
-                record_name
-            } else {
-                PersonName::parse(
-                    golden.given_name.as_deref(),
-                    golden.family_name.as_deref(),
-                    golden.full_name.as_deref(),
-                )
-                .ok()
-            };
+            if name_of(&golden) == (p.given_name.as_deref(), p.family_name.as_deref(), p.full_name.as_deref()) {
+                // The record's own name won (always, for a new customer).
+                view.name = item.name.clone();
+            } else if before.as_ref().is_none_or(|b| name_of(b) != name_of(&golden)) {
+                let (given, family, full) = name_of(&golden);
+                view.name = PersonName::parse(given, family, full).ok();
+            }
             history.golden = Some(golden);
             for s in &plan.suggestions {
                 if s.other != customer_id {
@@ -563,7 +580,7 @@ impl Store {
                     pending.suggest(customer_id, s.other, &s.rule, evidence, at);
                 }
             }
-            pending.records.push((record, payload));
+            pending.push_record(customer_id, record, payload);
             pending.touched.insert(customer_id);
             out.push(IngestOutcome { customer_id, created, merged, rejected });
             if pending.records.len() >= STREAM_RECORDS {
@@ -784,7 +801,8 @@ impl Store {
         let mut out = Vec::new();
         let new: Vec<CustomerId> = p.created.keys().copied().collect();
         // Newest first, as the database would order them (all pending rows share `at`).
-        let primaries = primaries_of(p.identities.iter().rev().filter(|i| i.status == "active"));
+        let identities: Vec<identity::Model> = p.identities.into_iter().flatten().collect();
+        let primaries = primaries_of(identities.iter().rev().filter(|i| i.status == "active"));
         for chunk in slices_of(&new, rows_per_statement(11)) {
             out.extend(self.golden_statements(b, chunk, &pending.history, &primaries, Some(&p.created), at)?);
         }
@@ -794,7 +812,7 @@ impl Store {
         // The rows of customers created here are new: a plain insert (each upsert costs
         // PostgreSQL a speculative insertion). The others may exist and fold in.
         let (fresh, rest): (Vec<identity::Model>, Vec<identity::Model>) =
-            p.identities.into_iter().partition(|i| p.created.contains_key(&CustomerId(i.customer_id)));
+            identities.into_iter().partition(|i| p.created.contains_key(&CustomerId(i.customer_id)));
         let (active, aside): (Vec<identity::Model>, Vec<identity::Model>) =
             rest.into_iter().partition(|i| i.status == "active");
         let models = |rows: Vec<identity::Model>| rows.into_iter().map(identity::ActiveModel::from).collect::<Vec<_>>();
@@ -802,7 +820,8 @@ impl Store {
         out.extend(insert_statements(b, e, models(fresh), "")?);
         out.extend(insert_statements(b, e, models(active), identity_upsert(true))?);
         out.extend(insert_statements(b, e, models(aside), identity_upsert(false))?);
-        out.extend(insert_statements_with_json_text(b, e, p.records, source_record::Column::Payload, "")?);
+        let records: Vec<_> = p.records.into_iter().flatten().collect();
+        out.extend(insert_statements_with_json_text(b, e, records, source_record::Column::Payload, "")?);
         out.extend(insert_statements(b, e, p.suggestions, KEEP_CANDIDATES)?);
         Ok(out)
     }
@@ -946,41 +965,38 @@ impl Pending {
     fn take_rows_of(&mut self, customers: &[CustomerId]) -> Pending {
         let mine = |c: &Uuid| customers.iter().any(|x| x.0 == *c);
         let mut out = Pending::default();
+        let (mut identities, mut records) = (Vec::new(), Vec::new());
         for c in customers {
             if let Some(t) = self.created.remove(c) {
                 out.created.insert(*c, t);
             }
-        }
-        // Where each kept identity row moves to, for the index of slots.
-        let mut moved_to: Vec<Option<usize>> = Vec::with_capacity(self.identities.len());
-        for i in std::mem::take(&mut self.identities) {
-            if mine(&i.customer_id) {
-                moved_to.push(None);
-                out.identities.push(i);
-            } else {
-                moved_to.push(Some(self.identities.len()));
-                self.identities.push(i);
+            if let Some(slots) = self.slots.remove(c) {
+                identities.extend(slots.identities);
+                records.extend(slots.records);
             }
         }
-        self.identity_index.retain(|_, n| match moved_to[*n] {
-            Some(to) => {
-                *n = to;
-                true
+        // In write order, as they would have gone with the others.
+        identities.sort_unstable();
+        records.sort_unstable();
+        for i in identities {
+            if let Some(row) = self.identities[i].take() {
+                self.identity_index.remove(&(CustomerId(row.customer_id), row.key_hash));
+                out.identities.push(Some(row));
             }
-            None => false,
-        });
-        let (taken, kept): (Vec<_>, Vec<_>) =
-            std::mem::take(&mut self.records).into_iter().partition(|(r, _): &(source_record::ActiveModel, String)| {
-                r.customer_id.as_ref().as_ref().is_some_and(mine)
-            });
-        out.records = taken;
-        self.records = kept;
+        }
+        out.records = records.into_iter().filter_map(|i| self.records[i].take()).map(Some).collect();
         let (taken, kept): (Vec<_>, Vec<_>) = std::mem::take(&mut self.suggestions)
             .into_iter()
             .partition(|s: &merge_candidate::ActiveModel| mine(s.customer_a.as_ref()) && mine(s.customer_b.as_ref()));
         out.suggestions = taken;
         self.suggestions = kept;
         out
+    }
+
+    /// Queue a source record of `customer` with its payload.
+    fn push_record(&mut self, customer: CustomerId, record: source_record::ActiveModel, payload: String) {
+        self.slots.entry(customer).or_default().records.push(self.records.len());
+        self.records.push(Some((record, payload)));
     }
 
     /// Fold an identity write into the pending row for (customer, key), as the
@@ -1000,8 +1016,7 @@ impl Pending {
     ) -> bool {
         let slot = (customer, key_hash);
         if let Some(&i) = self.identity_index.get(&slot) {
-            if let KeyStatus::Active = status {
-                let row = &mut self.identities[i];
+            if let (KeyStatus::Active, Some(row)) = (status, self.identities[i].as_mut()) {
                 row.raw = Some(raw.to_string());
                 row.status = "active".into();
                 row.set_aside_reason = None;
@@ -1013,7 +1028,8 @@ impl Pending {
             KeyStatus::SetAside(r) => ("set_aside".to_string(), Some(r.clone())),
         };
         self.identity_index.insert(slot, self.identities.len());
-        self.identities.push(identity::Model {
+        self.slots.entry(customer).or_default().identities.push(self.identities.len());
+        self.identities.push(Some(identity::Model {
             id: Uuid::now_v7(),
             customer_id: customer.0,
             key_hash,
@@ -1026,7 +1042,7 @@ impl Pending {
             set_aside_reason: reason,
             first_seen: at,
             last_seen: at,
-        });
+        }));
         true
     }
 
