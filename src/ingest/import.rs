@@ -424,12 +424,12 @@ impl<'a> GroupWriter<'a> {
         }
     }
 
-    async fn write(&mut self, items: Vec<BulkItem>, summary: &mut ImportSummary) -> StoreResult<()> {
+    async fn write(&mut self, mut items: Vec<BulkItem>, summary: &mut ImportSummary) -> StoreResult<()> {
         if items.is_empty() {
             return Ok(());
         }
         if self.per_commit == 1 {
-            return apply(self.store, self.extractor, &items, summary).await;
+            return apply(self.store, self.extractor, &mut items, summary).await;
         }
         let tx = match self.tx.take() {
             Some(tx) => tx,
@@ -442,7 +442,7 @@ impl<'a> GroupWriter<'a> {
                 tx
             }
         };
-        match self.store.ingest_bulk_tx(&tx, self.extractor, &items).await {
+        match self.store.ingest_bulk_tx(&tx, self.extractor, &mut items).await {
             Ok(outcomes) => {
                 self.outcomes.extend(outcomes);
                 self.group.push(items);
@@ -491,8 +491,8 @@ impl<'a> GroupWriter<'a> {
             "import: group rolled back on a conflict, written again chunk by chunk"
         );
         self.outcomes.clear();
-        for items in std::mem::take(&mut self.group) {
-            apply(self.store, self.extractor, &items, summary).await?;
+        for mut items in std::mem::take(&mut self.group) {
+            apply(self.store, self.extractor, &mut items, summary).await?;
         }
         Ok(())
     }
@@ -501,7 +501,7 @@ impl<'a> GroupWriter<'a> {
 async fn apply(
     store: &Store,
     extractor: &KeyExtractor,
-    items: &[BulkItem],
+    items: &mut [BulkItem],
     summary: &mut ImportSummary,
 ) -> StoreResult<()> {
     if items.is_empty() {

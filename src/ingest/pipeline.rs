@@ -561,7 +561,7 @@ async fn apply_bulk(
         done.push((InboxId(e.row.id), e.row.leased_until));
         meta.push(e.connector);
     }
-    let outcomes = if items.is_empty() { Vec::new() } else { store.ingest_bulk_tx(tx, extractor, &items).await? };
+    let outcomes = if items.is_empty() { Vec::new() } else { store.ingest_bulk_tx(tx, extractor, &mut items).await? };
     if outcomes.len() != items.len() {
         return Err(ProcessError::Store(StoreError::Corrupt("bulk ingestion lost records".into())));
     }

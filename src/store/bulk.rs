@@ -51,21 +51,40 @@ pub struct BulkItem {
     /// the batch sorts, filters and looks its keys up by them before it can resolve its
     /// first record.
     hashes: Vec<Uuid>,
-    /// The record's own name, as the rules compare it.
-    name: Option<PersonName>,
-    /// The source record's payload: the observation as JSON text.
-    payload: Result<String, String>,
+    /// The record's own name, as the rules compare it (`None` once taken).
+    name: Option<Option<PersonName>>,
+    /// The source record's payload, the observation as JSON text (`None` once taken).
+    payload: Option<String>,
 }
 
 impl BulkItem {
     pub fn new(extractor: &KeyExtractor, obs: Observation, region: Option<String>) -> Self {
         let extracted = extractor.extract(&obs, region.as_deref());
         let hashes = extracted.keys.iter().map(|k| k.key.hash()).collect();
-        let p = &obs.profile;
-        let name = PersonName::parse(p.given_name.as_deref(), p.family_name.as_deref(), p.full_name.as_deref()).ok();
-        let payload = serde_json::to_string(&obs).map_err(|e| e.to_string());
+        let name = Some(name_of_record(&obs));
+        let payload = serde_json::to_string(&obs).ok();
         Self { obs: Arc::new(obs), extracted, region, hashes, name, payload }
     }
+
+    /// The record's name, worked out already unless a first attempt at its batch took it
+    /// (a batch written again after a conflict works it out again).
+    fn take_name(&mut self) -> Option<PersonName> {
+        self.name.take().unwrap_or_else(|| name_of_record(&self.obs))
+    }
+
+    /// The record's payload, as [`BulkItem::take_name`].
+    fn take_payload(&mut self) -> StoreResult<String> {
+        match self.payload.take() {
+            Some(text) => Ok(text),
+            None => serde_json::to_string(&*self.obs).map_err(|e| StoreError::Corrupt(e.to_string())),
+        }
+    }
+}
+
+/// A record's own name, as the rules compare it.
+fn name_of_record(obs: &Observation) -> Option<PersonName> {
+    let p = &obs.profile;
+    PersonName::parse(p.given_name.as_deref(), p.family_name.as_deref(), p.full_name.as_deref()).ok()
 }
 
 /// A key with its digest.
@@ -298,7 +317,11 @@ impl Known {
 impl Store {
     /// Resolve and persist a batch in one transaction, retrying transient conflicts.
     /// Outcomes are in input order.
-    pub async fn ingest_bulk(&self, extractor: &KeyExtractor, items: &[BulkItem]) -> StoreResult<Vec<IngestOutcome>> {
+    pub async fn ingest_bulk(
+        &self,
+        extractor: &KeyExtractor,
+        items: &mut [BulkItem],
+    ) -> StoreResult<Vec<IngestOutcome>> {
         let mut attempt = 0;
         loop {
             let tx = self.write().await?;
@@ -322,7 +345,7 @@ impl Store {
         &self,
         tx: &super::WriteTx,
         extractor: &KeyExtractor,
-        items: &[BulkItem],
+        items: &mut [BulkItem],
     ) -> StoreResult<Vec<IngestOutcome>> {
         self.bulk_in(&tx.txn, extractor, items).await
     }
@@ -339,7 +362,7 @@ impl Store {
         &self,
         txn: &Arc<DatabaseTransaction>,
         extractor: &KeyExtractor,
-        items: &[BulkItem],
+        items: &mut [BulkItem],
     ) -> StoreResult<Vec<IngestOutcome>> {
         let (queue, jobs) = tokio::sync::mpsc::unbounded_channel();
         let queue = Queue { jobs: queue, waits: Default::default() };
@@ -403,7 +426,7 @@ impl Store {
         &self,
         txn: &DatabaseTransaction,
         extractor: &KeyExtractor,
-        items: &[BulkItem],
+        items: &mut [BulkItem],
         queue: &Queue,
     ) -> StoreResult<Vec<IngestOutcome>> {
         let b = self.backend();
@@ -433,7 +456,9 @@ impl Store {
         let looked_up_in = started.elapsed();
 
         let mut out = Vec::with_capacity(items.len());
-        for item in items {
+        for item in items.iter_mut() {
+            let (name, payload) = (item.take_name(), item.take_payload()?);
+            let item = &*item;
             let obs: &Observation = &item.obs;
             // Copied only where resolving its phones changes it.
             let mut extracted = std::borrow::Cow::Borrowed(&item.extracted);
@@ -469,7 +494,7 @@ impl Store {
             let mut holder_ids = known.holders_of(&record_keys);
             holder_ids.sort_unstable();
             let views: Vec<&CustomerView> = holder_ids.iter().filter_map(|c| known.views.get(c)).collect();
-            let plan = rules::plan(extractor.rules(), &record_keys, item.name.as_ref(), &views, &known.blocked, None);
+            let plan = rules::plan(extractor.rules(), &record_keys, name.as_ref(), &views, &known.blocked, None);
 
             let (customer_id, created, merged) = match plan.target {
                 Target::Create => {
@@ -559,7 +584,6 @@ impl Store {
             }
             // The golden name moves with every record, as a recompute would move it.
             let record = source_record_row(customer_id, obs, at);
-            let payload = item.payload.clone().map_err(StoreError::Corrupt)?;
             let history = pending.history.get_mut(&customer_id).expect("history loaded above");
             // The golden record before this record, whose name `view.name` holds parsed.
             let before = history.golden.take();
@@ -568,7 +592,7 @@ impl Store {
             let p = &obs.profile;
             if name_of(&golden) == (p.given_name.as_deref(), p.family_name.as_deref(), p.full_name.as_deref()) {
                 // The record's own name won (always, for a new customer).
-                view.name = item.name.clone();
+                view.name = name;
             } else if before.as_ref().is_none_or(|b| name_of(b) != name_of(&golden)) {
                 let (given, family, full) = name_of(&golden);
                 view.name = PersonName::parse(given, family, full).ok();

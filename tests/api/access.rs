@@ -255,7 +255,7 @@ async fn consents_merge(app: TestApp, bulk: bool) {
         };
         let extractor = &app.state.extractor;
         let item = junction::store::BulkItem::new(extractor, obs, None);
-        let out = app.state.store.ingest_bulk(extractor, &[item]).await.unwrap();
+        let out = app.state.store.ingest_bulk(extractor, &mut [item]).await.unwrap();
         assert_eq!(out[0].merged.len(), 1);
     } else {
         let linked = app.upsert(json!({"identities": [{"kind": "EMAIL", "value": "noor@acme.io"}, {"kind": "PHONE", "value": "+31 6 12345678"}]})).await;

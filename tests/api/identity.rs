@@ -19,6 +19,7 @@ both_backends!(
     concurrent_overlapping_ingestion_gives_one_customer_per_person,
     bulk_ingestion_equals_one_record_at_a_time,
     bulk_merges_undo_like_one_record_merges,
+    a_bulk_batch_written_again_works_its_records_out_again,
     concurrent_bulk_batches_of_thousands_of_keys_all_land,
     bulk_loader_writes_through_the_store_and_its_writer_lock,
     bulk_loader_skips_no_held_key,
@@ -314,7 +315,7 @@ async fn manual_merge_preview_and_unmerge_restore_both_sides(app: TestApp) {
         obs("both-bulk", "Annie", &[(IdentityKind::Email, "ann@acme.io"), (IdentityKind::Phone, "+12068720999")]);
     both.profile.family_name = Some("Lee-Smith".into());
     let item = junction::store::BulkItem::new(&app.state.extractor, both, None);
-    let out = app.state.store.ingest_bulk(&app.state.extractor, &[item]).await.expect("bulk ingest");
+    let out = app.state.store.ingest_bulk(&app.state.extractor, &mut [item]).await.expect("bulk ingest");
     assert!(out[0].merged.is_empty(), "the unmerged pair stays apart: {:?}", out[0]);
     let d = app.gql_ok("{ customers { totalCount } }", json!({})).await;
     assert_eq!(d["customers"]["totalCount"], 2);
@@ -338,7 +339,7 @@ async fn bulk_loader_writes_through_the_store_and_its_writer_lock(app: TestApp) 
         obs("loaded-1", "Lena", &[(IdentityKind::Email, "lena@fjord.no")]),
         None,
     );
-    let out = loader.store().ingest_bulk(&app.state.extractor, &[item]).await.expect("bulk ingest");
+    let out = loader.store().ingest_bulk(&app.state.extractor, &mut [item]).await.expect("bulk ingest");
     assert!(out[0].created);
     loader.close().await;
 
@@ -362,9 +363,9 @@ async fn bulk_loader_skips_no_held_key(app: TestApp) {
     let loader = store.bulk_loader(8).await.expect("bulk loader");
     let batch =
         |rid: &str, ids: &[(IdentityKind, &str)]| vec![junction::store::BulkItem::new(x, obs(rid, "Per", ids), None)];
-    let ingest = |items: Vec<junction::store::BulkItem>| {
+    let ingest = |mut items: Vec<junction::store::BulkItem>| {
         let loader = &loader;
-        async move { loader.store().ingest_bulk(x, &items).await.expect("bulk ingest").remove(0) }
+        async move { loader.store().ingest_bulk(x, &mut items).await.expect("bulk ingest").remove(0) }
     };
     // The first batch looks every key up; the filter is primed before the second.
     assert!(ingest(batch("b1", &[(IdentityKind::Email, "one@fjord.no")])).await.created);
@@ -520,9 +521,10 @@ async fn bulk_ingestion_equals_one_record_at_a_time(app: TestApp) {
         }
         let ledger_one = ledger_rows(&app).await;
         let records = scenario(&bulk);
-        let items: Vec<BulkItem> = order.iter().map(|&i| BulkItem::new(extractor, records[i].clone(), None)).collect();
+        let mut items: Vec<BulkItem> =
+            order.iter().map(|&i| BulkItem::new(extractor, records[i].clone(), None)).collect();
         let mut outcomes = Vec::new();
-        for chunk in items.chunks(batch) {
+        for chunk in items.chunks_mut(batch) {
             outcomes.extend(store.ingest_bulk(extractor, chunk).await.unwrap());
         }
         assert_eq!(outcomes.len(), n);
@@ -561,8 +563,8 @@ async fn bulk_merges_undo_like_one_record_merges(app: TestApp) {
     }
     let after_one = ledger_ids(&app).await.len();
     let records = scenario("ub");
-    let items: Vec<BulkItem> = order.iter().map(|&i| BulkItem::new(extractor, records[i].clone(), None)).collect();
-    store.ingest_bulk(extractor, &items).await.unwrap();
+    let mut items: Vec<BulkItem> = order.iter().map(|&i| BulkItem::new(extractor, records[i].clone(), None)).collect();
+    store.ingest_bulk(extractor, &mut items).await.unwrap();
     let ids = ledger_ids(&app).await;
     assert_eq!(after_one - before, 6, "one merge per person one by one");
     assert_eq!(ids.len() - after_one, 6, "and in bulk");
@@ -624,6 +626,35 @@ async fn assert_payloads_round_trip(app: &TestApp, records: &[Observation]) {
     }
 }
 
+/// A bulk batch whose first attempt was rolled back (a conflict with another writer) is
+/// written again from the same items, which their first attempt took the parsed name and
+/// payload of: the second attempt works them out again, so the names still decide (the
+/// household's second person is suggested, not merged) and every payload is stored.
+async fn a_bulk_batch_written_again_works_its_records_out_again(app: TestApp) {
+    use junction::store::BulkItem;
+    use IdentityKind::*;
+    let (store, x) = (&app.state.store, &app.state.extractor);
+    let records = vec![
+        obs("again-1", "Ingrid", &[(Email, "ingrid@fjord.no"), (Phone, "+4791234567")]),
+        obs("again-2", "Ingrid", &[(Email, "ingrid@fjord.no"), (ExternalId, "shop-7")]),
+        obs("again-3", "Olav", &[(Phone, "+4791234567")]),
+    ];
+    let mut items: Vec<BulkItem> = records.iter().map(|r| BulkItem::new(x, r.clone(), None)).collect();
+    {
+        let tx = store.write().await.unwrap();
+        let first = store.ingest_bulk_tx(&tx, x, &mut items).await.unwrap();
+        assert_eq!(first.iter().filter(|o| o.created).count(), 2);
+        // Dropped without a commit: rolled back.
+    }
+    let out = store.ingest_bulk(x, &mut items).await.unwrap();
+    assert_eq!(out.iter().map(|o| o.created).collect::<Vec<_>>(), [true, false, true], "{out:?}");
+    assert_eq!(out[1].customer_id, out[0].customer_id);
+    assert_eq!(candidates(&app).await.len(), 1, "Olav shares Ingrid's phone: suggested, not merged");
+    let ingrid = customer(&app, &out[0].customer_id.to_string()).await;
+    assert_eq!(ingrid["fullName"], "Ingrid Doe");
+    assert_payloads_round_trip(&app, &records).await;
+}
+
 /// Bulk batches of thousands of keys, several at once (imports beside each other or beside
 /// an inbox), all land: on PostgreSQL a lock per key made each batch hold ~12,000 advisory
 /// locks and the second concurrent batch failed with "out of shared memory" (the server's
@@ -638,7 +669,7 @@ async fn concurrent_bulk_batches_of_thousands_of_keys_all_land(app: TestApp) {
         let store = app.state.store.clone();
         let extractor = app.state.extractor.clone();
         tasks.push(tokio::spawn(async move {
-            let items: Vec<BulkItem> = (0..RECORDS)
+            let mut items: Vec<BulkItem> = (0..RECORDS)
                 .map(|i| {
                     let (mail, ext, device) = (format!("m{t}x{i}@bulk.io"), format!("e{t}x{i}"), format!("d{t}x{i}"));
                     let o =
@@ -646,7 +677,7 @@ async fn concurrent_bulk_batches_of_thousands_of_keys_all_land(app: TestApp) {
                     BulkItem::new(&extractor, o, None)
                 })
                 .collect();
-            store.ingest_bulk(&extractor, &items).await.expect("a bulk batch beside others lands")
+            store.ingest_bulk(&extractor, &mut items).await.expect("a bulk batch beside others lands")
         }));
     }
     for t in tasks {
@@ -739,14 +770,14 @@ fn dedupe_evaluate_agrees_with_pairwise_py() {
 
 /// `n` people with an e-mail each, through the bulk path.
 async fn ingest_people(app: &TestApp, tag: &str, n: usize) {
-    let items: Vec<junction::store::BulkItem> = (0..n)
+    let mut items: Vec<junction::store::BulkItem> = (0..n)
         .map(|i| {
             let mail = format!("{tag}{i}@acme.io");
             let o = obs(&format!("{tag}-{i}"), "Person", &[(IdentityKind::Email, &mail)]);
             junction::store::BulkItem::new(&app.state.extractor, o, None)
         })
         .collect();
-    app.state.store.ingest_bulk(&app.state.extractor, &items).await.expect("ingest");
+    app.state.store.ingest_bulk(&app.state.extractor, &mut items).await.expect("ingest");
 }
 
 /// PostgreSQL: tables that changed since their statistics were taken are analysed (the
