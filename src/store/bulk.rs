@@ -29,7 +29,7 @@ use super::entities::{customer, customer_tag, identity, merge, merge_candidate, 
 use super::merges::{MergeFacts, KEEP_CANDIDATES};
 use super::rows::{insert_rows, insert_statements, insert_statements_with_json_text, OnError};
 use super::shapes::{padded_in, rows_per_statement, slices_of};
-use super::{ph, IngestOutcome, Store, StoreError, StoreResult};
+use super::{json_text, ph, IngestOutcome, Store, StoreError, StoreResult};
 use crate::identity::keys::Extracted;
 use crate::identity::normalize::PersonName;
 use crate::identity::rules::{self, Blocked, CustomerView, HeldKey, KeyStatus, Target};
@@ -441,7 +441,7 @@ impl Store {
         all_keys.dedup_by_key(|(hash, _)| *hash);
         let mut looked_up: HashSet<Uuid> = all_keys.iter().map(|(hash, _)| *hash).collect();
         let mut known = Known::default();
-        let mut pending = Pending::default();
+        let mut pending = Pending::sized(Histories::default(), BTreeSet::new());
         // An import's own connection skips the keys its filter has never seen.
         let mut absent = match &self.absent_keys {
             Some(a) => Some(a.lock().await),
@@ -791,11 +791,7 @@ impl Store {
     /// and their history stay: golden records are computed from the history once, when the
     /// batch ends (tags are a union, so no intermediate golden record is missed).
     fn row_statements(&self, b: DbBackend, pending: &mut Pending, at: DateTime<Utc>) -> StoreResult<Vec<Statement>> {
-        let p = Pending {
-            history: std::mem::take(&mut pending.history),
-            touched: std::mem::take(&mut pending.touched),
-            ..Default::default()
-        };
+        let p = Pending::sized(std::mem::take(&mut pending.history), std::mem::take(&mut pending.touched));
         let p = std::mem::replace(pending, p);
         self.statements_of(b, p, pending, at)
     }
@@ -913,15 +909,19 @@ impl Store {
                 traits.insert("birthDate".into(), Value::String(d.to_string()));
             }
             let n = values.len();
-            tuples.push(format!("({})", (1..=11).map(|i| ph(b, n + i)).collect::<Vec<_>>().join(", ")));
+            // The JSON columns (7th and 8th) are bound as text: a document tree would be
+            // deep-copied on its way to the driver, which then serialises it anyway.
+            let tuple: Vec<String> =
+                (1..=11).map(|i| if i == 7 || i == 8 { json_text(b, n + i) } else { ph(b, n + i) }).collect();
+            tuples.push(format!("({})", tuple.join(", ")));
             values.push(id.0.into());
             values.push(golden.given_name.clone().into());
             values.push(golden.family_name.clone().into());
             values.push(golden.full_name.clone().into());
             values.push(primaries.get(&(id.0, IdentityKind::Email.as_str())).cloned().into());
             values.push(primaries.get(&(id.0, IdentityKind::Phone.as_str())).cloned().into());
-            values.push(serde_json::to_value(&golden.addresses).unwrap_or(Value::Array(vec![])).into());
-            values.push(Value::Object(traits).into());
+            values.push(serde_json::to_string(&golden.addresses).unwrap_or_else(|_| "[]".into()).into());
+            values.push(serde_json::to_string(&traits).unwrap_or_else(|_| "{}".into()).into());
             // Version and creation time count only for a new row: a recompute after creation
             // leaves a new customer at version 1.
             values.push(1i64.into());
@@ -982,6 +982,21 @@ fn primaries_of<'a>(newest_first: impl Iterator<Item = &'a identity::Model>) -> 
 }
 
 impl Pending {
+    /// Nothing pending yet, with room for a hand-over's rows ([`STREAM_RECORDS`] records,
+    /// under two identities each on average), so that filling it does not grow its tables
+    /// step by step; `history` and `touched` carry over.
+    fn sized(history: Histories, touched: BTreeSet<CustomerId>) -> Self {
+        Self {
+            identities: Vec::with_capacity(2 * STREAM_RECORDS),
+            identity_index: HashMap::with_capacity(2 * STREAM_RECORDS),
+            records: Vec::with_capacity(STREAM_RECORDS),
+            slots: HashMap::with_capacity(STREAM_RECORDS),
+            history,
+            touched,
+            ..Default::default()
+        }
+    }
+
     /// The pending rows a merge of `customers` reads or changes: their customer, identity
     /// and source-record rows, and the suggestions among them. The other rows stay, so a
     /// merge costs its own statements rather than a flush of every table in small,

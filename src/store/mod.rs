@@ -557,3 +557,12 @@ pub(crate) fn ph(backend: DatabaseBackend, n: usize) -> String {
         _ => "?".to_string(),
     }
 }
+
+/// The placeholder of parameter `n` for a JSON column bound as text: PostgreSQL parses it
+/// into `jsonb`, SQLite stores JSON as text.
+pub(crate) fn json_text(backend: DatabaseBackend, n: usize) -> String {
+    match backend {
+        DatabaseBackend::Postgres => format!("CAST({} AS jsonb)", ph(backend, n)),
+        _ => ph(backend, n),
+    }
+}

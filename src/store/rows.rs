@@ -7,7 +7,7 @@ use sea_orm::{
 };
 
 use super::shapes::{chunks_of, rows_per_statement};
-use super::{ph, StoreError, StoreResult};
+use super::{json_text, ph, StoreError, StoreResult};
 
 /// What a multi-row insert does when a row breaks a constraint (other than one its
 /// `ON CONFLICT` clause handles).
@@ -105,20 +105,15 @@ where
                 if c > 0 {
                     sql.push_str(", ");
                 }
-                let placeholder = ph(b, values.len() + 1);
+                let n = values.len() + 1;
                 let given = if json_at == Some(c) { text.take() } else { None };
                 let value = match given {
-                    // PostgreSQL parses the text into `jsonb`; SQLite stores JSON as text.
                     Some(text) => {
-                        if b == DatabaseBackend::Postgres {
-                            sql.push_str(&format!("CAST({placeholder} AS jsonb)"));
-                        } else {
-                            sql.push_str(&placeholder);
-                        }
+                        sql.push_str(&json_text(b, n));
                         sea_orm::Value::String(Some(Box::new(text)))
                     }
                     None => {
-                        sql.push_str(&placeholder);
+                        sql.push_str(&ph(b, n));
                         let value = row.take(*col).into_value().ok_or_else(|| {
                             StoreError::Corrupt(format!("{table}.{} not set on a bulk insert", col.to_string()))
                         })?;
