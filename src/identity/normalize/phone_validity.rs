@@ -55,6 +55,8 @@ struct Compiled {
     general: Option<Pattern>,
     types: Vec<Pattern>,
     leading_digits: Option<Regex>,
+    /// The international dialling prefix (`011` in the US).
+    idd: Option<Regex>,
 }
 
 impl Compiled {
@@ -76,6 +78,7 @@ impl Compiled {
             general: Pattern::new(d.general()),
             types: types.into_iter().flatten().filter_map(Pattern::new).collect(),
             leading_digits: meta.leading_digits().and_then(|p| anchored(p.as_str())),
+            idd: meta.international_prefix().and_then(|p| anchored(p.as_str())),
         }
     }
 
@@ -125,6 +128,41 @@ fn metadata_for(code: u16, national: &str) -> Option<&'static Metadata> {
 pub(super) fn is_valid(number: &PhoneNumber) -> bool {
     let national = number.national().to_string();
     metadata_for(number.code().value(), &national).is_some_and(|meta| compiled(meta).has_type(&national))
+}
+
+/// For `digits` written after a `+`, a region in which `phonenumber::parse(Some(region),
+/// "+digits")` reads exactly what `parse(None, "+digits")` reads, found without the crate's
+/// pattern cache; `None` where there is no such shortcut (then parse without a region).
+///
+/// Without a region the crate takes the calling code (the first of the leading one to three
+/// digits that is one), then looks for the region the rest belongs to as [`metadata_for`]
+/// does, to strip that region's national prefix. With a region it takes the calling code the
+/// same way and strips that region's prefix, so the two agree when the region is the one the
+/// crate would have found; they differ only in that, with a region, an international
+/// dialling prefix of that region right after the `+` (`+011…` for the US) is dropped
+/// first, so digits that begin with one get no region here. The region's own
+/// search is what a `+` number's parse spent most of its time on (one pattern per number
+/// type of each candidate region, each through the crate's locked cache).
+pub(super) fn region_for_international(digits: &str) -> Option<Id> {
+    const MAX_CODE_DIGITS: usize = 3;
+    const MIN_NATIONAL_DIGITS: usize = 2;
+    if digits.starts_with('0') || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let db: &'static phonenumber::metadata::Database = &DATABASE;
+    let (code, national) = (1..=MAX_CODE_DIGITS.min(digits.len())).find_map(|len| {
+        let code: u16 = digits[..len].parse().ok()?;
+        db.by_code(&code).map(|_| (code, &digits[len..]))
+    })?;
+    if digits.len() <= MIN_NATIONAL_DIGITS {
+        return None;
+    }
+    let meta = metadata_for(code, national.trim_start_matches('0'))?;
+    let region: Id = meta.id().parse().ok()?;
+    match &compiled(meta).idd {
+        Some(idd) if idd.is_match(digits) => None,
+        _ => Some(region),
+    }
 }
 
 /// `number.country().id()`, without the crate's pattern cache (it reads the national
@@ -181,6 +219,46 @@ mod tests {
             }
         }
         assert!(checked > 3_000 && valid > checked / 4, "{valid} valid of {checked}");
+    }
+
+    /// `+digits` read in the region [`region_for_international`] gives is what the crate
+    /// reads without one (or the crate's error, both ways).
+    fn same_reading(digits: &str) {
+        let text = format!("+{digits}");
+        let Some(region) = region_for_international(digits) else { return };
+        let with = phonenumber::parse(Some(region), &text).map_err(|e| e.to_string());
+        let without = phonenumber::parse(None, &text).map_err(|e| e.to_string());
+        assert_eq!(with, without, "{text} read in {region:?}");
+    }
+
+    #[test]
+    fn international_shortcut_reads_every_example_number_alike() {
+        let mut shortcuts = 0;
+        for meta in DATABASE.iter() {
+            let d = meta.descriptors();
+            let examples = [Some(d.general()), d.fixed_line(), d.mobile(), d.toll_free(), d.premium_rate(), d.voip()];
+            for example in examples.into_iter().flatten().filter_map(Descriptor::example) {
+                for (prefix, tail) in [("", ""), ("", "7"), ("0", ""), ("1", ""), ("011", ""), ("00", "")] {
+                    let digits = format!("{}{prefix}{example}{tail}", meta.country_code());
+                    shortcuts += usize::from(region_for_international(&digits).is_some());
+                    same_reading(&digits);
+                }
+            }
+        }
+        assert!(shortcuts > 3_000, "{shortcuts}");
+        // No calling code starts with 0 (the crate refuses the number): no shortcut.
+        assert_eq!(region_for_international("0116433316005"), None);
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(3_000))]
+        #[test]
+        fn international_shortcut_agrees_with_the_crate(
+            prefix in prop::sample::select(vec!["1", "7", "20", "33", "44", "49", "61", "86", "262", "590", "800", "882", "1011", "44011", "6100", "0"]),
+            digits in "[0-9]{2,12}",
+        ) {
+            same_reading(&format!("{prefix}{digits}"));
+        }
     }
 
     proptest! {
