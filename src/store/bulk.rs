@@ -26,7 +26,7 @@ use uuid::Uuid;
 use super::absent_keys::KeyFilter;
 use super::customers::{created_at, identity_upsert, now, source_record_row, RecordOrder, KEEP_TAGS};
 use super::entities::{customer, customer_tag, identity, merge, merge_candidate, source_record};
-use super::merges::{MergeFacts, KEEP_CANDIDATES};
+use super::merges::{absorbed_row_wins, dropped_identity, MergeFacts, KEEP_CANDIDATES};
 use super::rows::{insert_rows, insert_statements, insert_statements_with_json_text, OnError};
 use super::shapes::{padded_in, rows_per_statement, slices_of};
 use super::{json_text, ph, IngestOutcome, Store, StoreError, StoreResult};
@@ -121,6 +121,9 @@ enum Job {
         evidence: Value,
         at: DateTime<Utc>,
     },
+    /// A merge made in memory ([`Pending::absorb`]): its ledger row, written with the
+    /// batch's others.
+    Ledger(Box<merge::ActiveModel>),
     /// Answered once everything queued before it has run.
     Barrier(tokio::sync::oneshot::Sender<()>),
 }
@@ -255,6 +258,20 @@ struct Pending {
     /// Every source record of each customer touched in this batch, oldest first: the
     /// golden record (and the name the rules compare) is computed from it in memory.
     history: Histories,
+    /// Customers merged away before any row of theirs was written ([`Pending::absorb`]),
+    /// until their own row is: its golden record waits in `history`, without tags (the
+    /// merge moved them), and these say where it points and its primary email and phone.
+    absorbed: HashMap<CustomerId, AbsorbedEarly>,
+}
+
+/// A customer merged away in memory, whose row is still to be written.
+struct AbsorbedEarly {
+    /// Its survivor (the live one: a later merge of the survivor moves this on).
+    into: CustomerId,
+    email: Option<String>,
+    phone: Option<String>,
+    /// Its golden record (without tags) until it is put back in `history` in its place.
+    golden: Option<GoldenRecord>,
 }
 
 /// The places of one customer's rows in [`Pending`], in write order.
@@ -407,6 +424,10 @@ impl Store {
                     ledger.push(self.absorb_unrecorded(txn, facts).await?);
                     2
                 }
+                Job::Ledger(row) => {
+                    ledger.push(*row);
+                    continue;
+                }
                 Job::Barrier(done) => {
                     let _ = done.send(());
                     continue;
@@ -433,7 +454,8 @@ impl Store {
         let at = now();
         let started = std::time::Instant::now();
         let queries_before = self.query_count();
-        let mut merges = 0usize;
+        // Merges, and absorbed customers merged in memory before any row of theirs was written.
+        let (mut merges, mut early_merges) = (0usize, 0usize);
         // By digest: a sort of 16-byte values, and a set of them, rather than of key texts.
         let mut all_keys: Vec<Hashed> =
             items.iter().flat_map(|i| i.hashes.iter().copied().zip(i.extracted.keys.iter().map(|k| &k.key))).collect();
@@ -441,7 +463,7 @@ impl Store {
         all_keys.dedup_by_key(|(hash, _)| *hash);
         let mut looked_up: HashSet<Uuid> = all_keys.iter().map(|(hash, _)| *hash).collect();
         let mut known = Known::default();
-        let mut pending = Pending::sized(Histories::default(), BTreeSet::new());
+        let mut pending = Pending::sized(Histories::default(), BTreeSet::new(), HashMap::new());
         // An import's own connection skips the keys its filter has never seen.
         let mut absent = match &self.absent_keys {
             Some(a) => Some(a.lock().await),
@@ -513,38 +535,54 @@ impl Store {
                     (id, false, vec![])
                 }
                 Target::Merge { survivor, absorbed } => {
-                    // The writer absorbs on written state, after the rows so far; the rules
-                    // carry on here with the survivor as the merge leaves it.
                     merges += 1;
-                    let parties: Vec<CustomerId> = std::iter::once(survivor).chain(absorbed.iter().copied()).collect();
-                    let theirs = pending.take_rows_of(&parties);
-                    queue.send(self.statements_of(b, theirs, &mut pending, at)?)?;
-                    let early: Vec<CustomerId> =
-                        absorbed.iter().filter(|a| pending.touched.remove(*a)).copied().collect();
-                    if !early.is_empty() {
-                        let history =
-                            early.iter().filter_map(|a| Some((*a, pending.history.get(a)?.clone()))).collect();
-                        queue.push(Job::Golden { ids: early, history, at })?;
-                    }
                     let evidence = serde_json::to_value(&plan.evidence).unwrap_or(Value::Null);
+                    let facts = |a: CustomerId| MergeFacts {
+                        id: Uuid::now_v7(),
+                        ..MergeFacts::automatic(survivor, a, evidence.clone(), at)
+                    };
+                    if absorbed.iter().all(|a| pending.absorbable(*a, survivor, &known)) {
+                        // Nothing of the absorbed customers is written yet: merge their pending
+                        // rows here, as the merge would move them, and queue only the ledger.
+                        early_merges += absorbed.len();
+                        for a in &absorbed {
+                            let row = pending.absorb(survivor, *a, facts(*a), &self.survivorship);
+                            queue.push(Job::Ledger(Box::new(row)))?;
+                        }
+                    } else {
+                        // The writer absorbs on written state, after the rows so far (the
+                        // parties' pending rows first); the rules carry on here with the
+                        // survivor as the merge leaves it.
+                        let parties: Vec<CustomerId> =
+                            std::iter::once(survivor).chain(absorbed.iter().copied()).collect();
+                        let theirs = pending.take_rows_of(&parties);
+                        queue.send(self.statements_of(b, theirs, &mut pending, at)?)?;
+                        let early: Vec<CustomerId> =
+                            absorbed.iter().filter(|a| pending.touched.remove(*a)).copied().collect();
+                        if !early.is_empty() {
+                            let history =
+                                early.iter().filter_map(|a| Some((*a, pending.history.get(a)?.clone()))).collect();
+                            queue.push(Job::Golden { ids: early, history, at })?;
+                        }
+                        for a in &absorbed {
+                            let consents = known.consents.contains(a);
+                            if consents {
+                                known.consents.insert(survivor);
+                            }
+                            let MergeFacts { id, evidence, .. } = facts(*a);
+                            queue.push(Job::Absorb { id, survivor, absorbed: *a, consents, evidence, at })?;
+                        }
+                    }
                     let mut merged = known.views.get(&survivor).cloned().expect("a merged customer is known");
                     let mut records = pending.history.remove(&survivor).expect("a known customer's history");
                     for a in &absorbed {
-                        let consents = known.consents.contains(a);
-                        if consents {
-                            known.consents.insert(survivor);
-                        }
-                        queue.push(Job::Absorb {
-                            id: Uuid::now_v7(),
-                            survivor,
-                            absorbed: *a,
-                            consents,
-                            evidence: evidence.clone(),
-                            at,
-                        })?;
                         absorb_view(&mut merged, known.views.get(a).cloned().expect("a merged customer is known"));
                         known.forget(*a);
                         records.absorb(pending.history.remove(a).expect("a known customer's history"));
+                        if let Some(golden) = pending.absorbed.get_mut(a).and_then(|x| x.golden.take()) {
+                            // The row still to be written keeps the golden record it had.
+                            pending.history.insert(*a, History { golden: Some(golden), ..History::default() });
+                        }
                     }
                     known.forget(survivor);
                     known.index(merged);
@@ -622,6 +660,7 @@ impl Store {
         tracing::debug!(
             records = items.len(),
             merges,
+            early_merges,
             resolve_ms = resolved_in.as_millis() as u64,
             drained_ms = drained_in.as_millis() as u64,
             waits = queue.waits.load(std::sync::atomic::Ordering::Relaxed),
@@ -781,7 +820,7 @@ impl Store {
     /// Recompute the golden record of each touched customer (the rows are written).
     async fn flush(&self, txn: &DatabaseTransaction, pending: &mut Pending, at: DateTime<Utc>) -> StoreResult<()> {
         let touched: Vec<CustomerId> = std::mem::take(&mut pending.touched).into_iter().collect();
-        for chunk in slices_of(&touched, rows_per_statement(11)) {
+        for chunk in slices_of(&touched, rows_per_statement(GOLDEN_COLUMNS)) {
             self.upsert_golden(txn, chunk, &pending.history, at).await?;
         }
         Ok(())
@@ -791,7 +830,11 @@ impl Store {
     /// and their history stay: golden records are computed from the history once, when the
     /// batch ends (tags are a union, so no intermediate golden record is missed).
     fn row_statements(&self, b: DbBackend, pending: &mut Pending, at: DateTime<Utc>) -> StoreResult<Vec<Statement>> {
-        let p = Pending::sized(std::mem::take(&mut pending.history), std::mem::take(&mut pending.touched));
+        let p = Pending::sized(
+            std::mem::take(&mut pending.history),
+            std::mem::take(&mut pending.touched),
+            std::mem::take(&mut pending.absorbed),
+        );
         let p = std::mem::replace(pending, p);
         self.statements_of(b, p, pending, at)
     }
@@ -823,11 +866,13 @@ impl Store {
         // Newest first, as the database would order them (all pending rows share `at`).
         let identities: Vec<identity::Model> = p.identities.into_iter().flatten().collect();
         let primaries = primaries_of(identities.iter().rev().filter(|i| i.status == "active"));
-        for chunk in slices_of(&new, rows_per_statement(11)) {
-            out.extend(self.golden_statements(b, chunk, &pending.history, &primaries, Some(&p.created), at)?);
+        let rows = NewRows { created: &p.created, absorbed: &pending.absorbed };
+        for chunk in slices_of(&new, rows_per_statement(GOLDEN_COLUMNS + 1)) {
+            out.extend(self.golden_statements(b, chunk, &pending.history, &primaries, Some(rows), at)?);
         }
         for id in &new {
             pending.touched.remove(id);
+            pending.absorbed.remove(id);
         }
         // The rows of customers created here are new: a plain insert (each upsert costs
         // PostgreSQL a speculative insertion). The others may exist and fold in.
@@ -886,13 +931,15 @@ impl Store {
         ids: &[CustomerId],
         history: &Histories,
         primaries: &Primaries,
-        created: Option<&BTreeMap<CustomerId, DateTime<Utc>>>,
+        new: Option<NewRows<'_>>,
         at: DateTime<Utc>,
     ) -> StoreResult<Vec<Statement>> {
         if ids.is_empty() {
             return Ok(vec![]);
         }
-        let mut values: Vec<sea_orm::Value> = Vec::with_capacity(ids.len() * 11);
+        // A new row also says whether it was merged away before it was written.
+        let width = if new.is_some() { GOLDEN_COLUMNS + 1 } else { GOLDEN_COLUMNS };
+        let mut values: Vec<sea_orm::Value> = Vec::with_capacity(ids.len() * width);
         let mut tuples = Vec::with_capacity(ids.len());
         let mut tags: Vec<customer_tag::ActiveModel> = Vec::new();
         for id in ids {
@@ -912,21 +959,30 @@ impl Store {
             // The JSON columns (7th and 8th) are bound as text: a document tree would be
             // deep-copied on its way to the driver, which then serialises it anyway.
             let tuple: Vec<String> =
-                (1..=11).map(|i| if i == 7 || i == 8 { json_text(b, n + i) } else { ph(b, n + i) }).collect();
+                (1..=width).map(|i| if i == 7 || i == 8 { json_text(b, n + i) } else { ph(b, n + i) }).collect();
             tuples.push(format!("({})", tuple.join(", ")));
+            let early = new.and_then(|n| n.absorbed.get(id));
+            let primary = |kind: IdentityKind| primaries.get(&(id.0, kind.as_str())).cloned();
+            let (email, phone) = match early {
+                Some(x) => (x.email.clone(), x.phone.clone()),
+                None => (primary(IdentityKind::Email), primary(IdentityKind::Phone)),
+            };
             values.push(id.0.into());
             values.push(golden.given_name.clone().into());
             values.push(golden.family_name.clone().into());
             values.push(golden.full_name.clone().into());
-            values.push(primaries.get(&(id.0, IdentityKind::Email.as_str())).cloned().into());
-            values.push(primaries.get(&(id.0, IdentityKind::Phone.as_str())).cloned().into());
+            values.push(email.into());
+            values.push(phone.into());
             values.push(serde_json::to_string(&golden.addresses).unwrap_or_else(|_| "[]".into()).into());
             values.push(serde_json::to_string(&traits).unwrap_or_else(|_| "{}".into()).into());
             // Version and creation time count only for a new row: a recompute after creation
             // leaves a new customer at version 1.
             values.push(1i64.into());
-            values.push(created.and_then(|c| c.get(id)).copied().unwrap_or(at).into());
+            values.push(new.and_then(|n| n.created.get(id)).copied().unwrap_or(at).into());
             values.push(at.into());
+            if new.is_some() {
+                values.push(early.map(|x| x.into.0).into());
+            }
             tags.extend(golden.tags.iter().map(|t| customer_tag::ActiveModel {
                 customer_id: Set(id.0),
                 tag: Set(t.clone()),
@@ -935,11 +991,12 @@ impl Store {
         }
         // Customers created in this batch cannot exist yet, nor their tags: plain inserts (an
         // upsert costs each row a conflict check, and PostgreSQL a speculative insertion).
-        let (on_error, upsert, tags_tail) = if created.is_some() {
-            (self.bulk_on_error(), "", "")
+        let (on_error, merged_into, upsert, tags_tail) = if new.is_some() {
+            (self.bulk_on_error(), ", merged_into", "", "")
         } else {
             (
                 OnError::Abort,
+                "",
                 " ON CONFLICT (id) DO UPDATE SET given_name = excluded.given_name, family_name = excluded.family_name, \
                full_name = excluded.full_name, primary_email = excluded.primary_email, \
                primary_phone = excluded.primary_phone, addresses = excluded.addresses, traits = excluded.traits, \
@@ -949,7 +1006,7 @@ impl Store {
         };
         let sql = format!(
             "{} INTO customers (id, given_name, family_name, full_name, primary_email, primary_phone, addresses, \
-               traits, version, created_at, updated_at) VALUES {}{upsert}",
+               traits, version, created_at, updated_at{merged_into}) VALUES {}{upsert}",
             on_error.verb(),
             tuples.join(", ")
         );
@@ -957,6 +1014,17 @@ impl Store {
         out.extend(insert_statements(b, on_error, tags, tags_tail)?);
         Ok(out)
     }
+}
+
+/// Columns of a golden row (a new row adds `merged_into`).
+const GOLDEN_COLUMNS: usize = 11;
+
+/// What the insert of customers created in a batch needs beside their golden records: when
+/// each was created, and which were merged away before they were written.
+#[derive(Clone, Copy)]
+struct NewRows<'a> {
+    created: &'a BTreeMap<CustomerId, DateTime<Utc>>,
+    absorbed: &'a HashMap<CustomerId, AbsorbedEarly>,
 }
 
 /// The primary email and phone of each customer: the first active identity of each kind in
@@ -984,9 +1052,10 @@ fn primaries_of<'a>(newest_first: impl Iterator<Item = &'a identity::Model>) -> 
 impl Pending {
     /// Nothing pending yet, with room for a hand-over's rows ([`STREAM_RECORDS`] records,
     /// under two identities each on average), so that filling it does not grow its tables
-    /// step by step; `history` and `touched` carry over.
-    fn sized(history: Histories, touched: BTreeSet<CustomerId>) -> Self {
+    /// step by step; `history`, `touched` and `absorbed` carry over.
+    fn sized(history: Histories, touched: BTreeSet<CustomerId>, absorbed: HashMap<CustomerId, AbsorbedEarly>) -> Self {
         Self {
+            absorbed,
             identities: Vec::with_capacity(2 * STREAM_RECORDS),
             identity_index: HashMap::with_capacity(2 * STREAM_RECORDS),
             records: Vec::with_capacity(STREAM_RECORDS),
@@ -1005,6 +1074,15 @@ impl Pending {
         let mine = |c: &Uuid| customers.iter().any(|x| x.0 == *c);
         let mut out = Pending::default();
         let (mut identities, mut records) = (Vec::new(), Vec::new());
+        // Customers merged away early into a party: their rows are written with it, so
+        // that the party's own merge on written state redirects them too.
+        let early: Vec<CustomerId> =
+            self.absorbed.iter().filter(|(_, x)| customers.contains(&x.into)).map(|(c, _)| *c).collect();
+        for c in &early {
+            if let Some(t) = self.created.remove(c) {
+                out.created.insert(*c, t);
+            }
+        }
         for c in customers {
             if let Some(t) = self.created.remove(c) {
                 out.created.insert(*c, t);
@@ -1030,6 +1108,106 @@ impl Pending {
         out.suggestions = taken;
         self.suggestions = kept;
         out
+    }
+
+    /// Whether merging `absorbed` into `survivor` can be done here, on the pending rows:
+    /// nothing of `absorbed` is written yet (its row is pending, so are all its rows), and
+    /// no row of the survivor that is already written would be dropped for one of its keys
+    /// (with a written survivor: no key held by both).
+    fn absorbable(&self, absorbed: CustomerId, survivor: CustomerId, known: &Known) -> bool {
+        if !self.created.contains_key(&absorbed) {
+            return false;
+        }
+        if self.created.contains_key(&survivor) {
+            return true;
+        }
+        let (Some(a), Some(s)) = (known.views.get(&absorbed), known.views.get(&survivor)) else { return false };
+        !a.identities.iter().any(|h| s.identities.iter().any(|x| x.key == h.key))
+    }
+
+    /// Merge `absorbed` (nothing of it written) into `survivor` on the pending rows, as
+    /// [`Store::absorb_unrecorded`] would on written ones, and return the merge's ledger
+    /// row: its identity rows move to the survivor (of a key both hold, the survivor keeps
+    /// one row, the active one if either is active; the other is dropped), so do its source
+    /// records; its tags are the survivor's (its own row is written without them), customers
+    /// merged into it before point to the survivor, and their pending suggestion is accepted.
+    /// Its row is written later, pointing to the survivor, with its golden record and primary
+    /// email and phone as they were before the merge.
+    fn absorb(
+        &mut self,
+        survivor: CustomerId,
+        absorbed: CustomerId,
+        facts: MergeFacts<'static>,
+        policy: &crate::identity::survivorship::SurvivorshipPolicy,
+    ) -> merge::ActiveModel {
+        let slots = self.slots.remove(&absorbed).unwrap_or_default();
+        let mut golden = match self.history.get(&absorbed) {
+            Some(History { golden: Some(g), .. }) => g.clone(),
+            h => golden_record_with(policy, h.map(|h| h.obs.as_slice()).unwrap_or(&[])),
+        };
+        let tags = std::mem::take(&mut golden.tags);
+        let primaries = primaries_of(
+            slots.identities.iter().rev().filter_map(|&i| self.identities[i].as_ref()).filter(|r| r.status == "active"),
+        );
+        let primary = |kind: IdentityKind| primaries.get(&(absorbed.0, kind.as_str())).cloned();
+        let (email, phone) = (primary(IdentityKind::Email), primary(IdentityKind::Phone));
+
+        let mut moved = super::merges::Moved {
+            identities: Vec::new(),
+            dropped_identities: Vec::new(),
+            source_records: Vec::new(),
+            events: Vec::new(),
+            orders: Vec::new(),
+            tags,
+            redirected: Vec::new(),
+        };
+        let mut own = slots.identities;
+        own.sort_unstable();
+        for i in own {
+            let Some(mut row) = self.identities[i].take() else { continue };
+            self.identity_index.remove(&(absorbed, row.key_hash));
+            let theirs = self.identity_index.get(&(survivor, row.key_hash)).copied();
+            if let Some(j) = theirs {
+                let kept = self.identities[j].as_ref().is_some_and(|s| !absorbed_row_wins(&row, s));
+                if kept {
+                    moved.dropped_identities.push(dropped_identity(&row));
+                    continue;
+                }
+                if let Some(lost) = self.identities[j].take() {
+                    moved.dropped_identities.push(dropped_identity(&lost));
+                }
+            }
+            row.customer_id = survivor.0;
+            moved.identities.push(row.id);
+            self.identity_index.insert((survivor, row.key_hash), i);
+            self.slots.entry(survivor).or_default().identities.push(i);
+            self.identities[i] = Some(row);
+        }
+        for i in slots.records {
+            if let Some((record, _)) = self.records[i].as_mut() {
+                record.customer_id = Set(Some(survivor.0));
+                moved.source_records.push(*record.id.as_ref());
+                self.slots.entry(survivor).or_default().records.push(i);
+            }
+        }
+        for (c, x) in self.absorbed.iter_mut() {
+            if x.into == absorbed {
+                x.into = survivor;
+                moved.redirected.push(c.0);
+            }
+        }
+        moved.redirected.sort_unstable();
+        let pair = if survivor.0 <= absorbed.0 { (survivor.0, absorbed.0) } else { (absorbed.0, survivor.0) };
+        for s in self.suggestions.iter_mut() {
+            if (*s.customer_a.as_ref(), *s.customer_b.as_ref()) == pair && s.status.as_ref() == "pending" {
+                s.status = Set("accepted".into());
+                s.decided_at = Set(Some(facts.at));
+                s.decided_by = Set(Some(facts.actor.to_string()));
+            }
+        }
+        self.touched.remove(&absorbed);
+        self.absorbed.insert(absorbed, AbsorbedEarly { into: survivor, email, phone, golden: Some(golden) });
+        facts.ledger_row(moved)
     }
 
     /// Queue a source record of `customer` with its payload.

@@ -147,6 +147,60 @@ impl MergeFacts<'static> {
     }
 }
 
+/// Of two rows of one key, the absorbed customer's and the survivor's, whether the merge
+/// keeps the absorbed one (it is active and the survivor's is not); the other is dropped.
+pub(crate) fn absorbed_row_wins(absorbed: &identity::Model, survivor: &identity::Model) -> bool {
+    absorbed.status == "active" && survivor.status != "active"
+}
+
+/// An identity row a merge dropped, as its ledger keeps it for an unmerge to restore.
+pub(crate) fn dropped_identity(row: &identity::Model) -> Value {
+    json!({
+        "id": row.id, "customer_id": row.customer_id, "kind": row.kind, "namespace": row.namespace,
+        "value": row.value, "raw": row.raw, "source_connector": row.source_connector,
+        "status": row.status, "set_aside_reason": row.set_aside_reason,
+        "first_seen": row.first_seen, "last_seen": row.last_seen,
+    })
+}
+
+/// What a merge moved, as its ledger keeps it (`merges.moved`) for an unmerge.
+pub(crate) struct Moved {
+    pub identities: Vec<Uuid>,
+    pub dropped_identities: Vec<Value>,
+    pub source_records: Vec<Uuid>,
+    pub events: Vec<Uuid>,
+    pub orders: Vec<Uuid>,
+    pub tags: Vec<String>,
+    pub redirected: Vec<Uuid>,
+}
+
+impl MergeFacts<'_> {
+    /// The ledger row of this merge, which moved `moved`.
+    pub(crate) fn ledger_row(self, mut moved: Moved) -> merge::ActiveModel {
+        moved.identities.sort_unstable();
+        let Moved { identities, dropped_identities, source_records, events, orders, tags, redirected } = moved;
+        let json = json!({
+            "identities": identities, "dropped_identities": dropped_identities, "source_records": source_records,
+            "events": events, "orders": orders, "tags": tags,
+            "redirected": redirected,
+        });
+        metrics::counter!("junction_merges_total", "rule" => self.rule.to_string()).increment(1);
+        merge::ActiveModel {
+            id: Set(self.id),
+            survivor_id: Set(self.survivor.0),
+            absorbed_id: Set(self.absorbed.0),
+            rule: Set(self.rule.to_string()),
+            evidence: Set(self.evidence),
+            actor: Set(self.actor.to_string()),
+            reason: Set(self.reason),
+            created_at: Set(self.at),
+            undone_at: Set(None),
+            undone_by: Set(None),
+            moved: Set(Some(json)),
+        }
+    }
+}
+
 fn ordered(a: Uuid, b: Uuid) -> (Uuid, Uuid) {
     if a <= b {
         (a, b)
@@ -280,14 +334,9 @@ impl Store {
         let mut drop_ids: Vec<Uuid> = Vec::new();
         for ai in idents.iter().filter(|i| i.customer_id == a) {
             if let Some(si) = idents.iter().find(|i| i.customer_id == s && i.key_hash == ai.key_hash) {
-                let loser = if ai.status == "active" && si.status != "active" { si } else { ai };
+                let loser = if absorbed_row_wins(ai, si) { si } else { ai };
                 drop_ids.push(loser.id);
-                dropped.push(json!({
-                    "id": loser.id, "customer_id": loser.customer_id, "kind": loser.kind, "namespace": loser.namespace,
-                    "value": loser.value, "raw": loser.raw, "source_connector": loser.source_connector,
-                    "status": loser.status, "set_aside_reason": loser.set_aside_reason,
-                    "first_seen": loser.first_seen, "last_seen": loser.last_seen,
-                }));
+                dropped.push(dropped_identity(loser));
             }
         }
         if !drop_ids.is_empty() {
@@ -321,28 +370,18 @@ impl Store {
             };
             list.push(row.try_get::<Uuid>("", "id")?);
         }
-        moved_idents.sort_unstable();
         // The absorbed customer and those already redirected to it now point to the survivor.
         redirected.retain(|id| *id != a);
-        let moved = json!({
-            "identities": moved_idents, "dropped_identities": dropped, "source_records": records,
-            "events": events, "orders": orders, "tags": tags,
-            "redirected": redirected,
-        });
-        metrics::counter!("junction_merges_total", "rule" => rule.to_string()).increment(1);
-        Ok(merge::ActiveModel {
-            id: Set(id),
-            survivor_id: Set(s),
-            absorbed_id: Set(a),
-            rule: Set(rule.to_string()),
-            evidence: Set(evidence),
-            actor: Set(actor.to_string()),
-            reason: Set(reason),
-            created_at: Set(at),
-            undone_at: Set(None),
-            undone_by: Set(None),
-            moved: Set(Some(moved)),
-        })
+        let moved = Moved {
+            identities: moved_idents,
+            dropped_identities: dropped,
+            source_records: records,
+            events,
+            orders,
+            tags,
+            redirected,
+        };
+        Ok(MergeFacts { id, survivor, absorbed, rule, evidence, actor, reason, at }.ledger_row(moved))
     }
 
     /// Merge two customers by hand (the older id survives). Returns the merge id and survivor.

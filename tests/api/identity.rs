@@ -387,7 +387,7 @@ async fn bulk_loader_skips_no_held_key(app: TestApp) {
     assert_eq!(d["customers"]["totalCount"], 4);
 }
 
-fn obs(rid: &str, given: &str, ids: &[(IdentityKind, &str)]) -> Observation {
+pub(crate) fn obs(rid: &str, given: &str, ids: &[(IdentityKind, &str)]) -> Observation {
     Observation {
         source: SourceRef { source: "test".into(), connector_id: None, namespace: "shop".into(), inbox_id: None },
         record_id: Some(rid.into()),
@@ -458,12 +458,12 @@ async fn arrival_order_does_not_change_the_partition(app: TestApp) {
     }
 }
 
-type Resolved = BTreeSet<(BTreeSet<String>, Vec<(String, String)>, (Option<String>, Option<String>))>;
+pub(crate) type Resolved = BTreeSet<(BTreeSet<String>, Vec<(String, String)>, (Option<String>, Option<String>))>;
 
 /// Each cluster of `tag`'s records with its identities' (kind, status) and golden name and
 /// email, and the number of review candidates among them: enough to tell two resolutions
 /// apart.
-async fn resolved_state(app: &TestApp, tag: &str) -> (Resolved, usize) {
+pub(crate) async fn resolved_state(app: &TestApp, tag: &str) -> (Resolved, usize) {
     let store = &app.state.store;
     let clusters = store.record_clusters().await.unwrap();
     let mut by: BTreeMap<uuid::Uuid, BTreeSet<String>> = BTreeMap::new();

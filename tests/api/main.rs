@@ -5,6 +5,7 @@ mod helpers;
 
 mod access;
 mod bulk_load;
+mod bulk_merges;
 mod cli;
 mod crash;
 mod customers;
