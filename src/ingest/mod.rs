@@ -5,6 +5,7 @@ pub mod flat;
 pub mod import;
 pub mod pipeline;
 pub mod runtime;
+mod thread_priority;
 pub mod worker;
 
 pub use flat::FlatRecord;
