@@ -26,7 +26,7 @@ use uuid::Uuid;
 use super::absent_keys::KeyFilter;
 use super::customers::{created_at, identity_upsert, now, source_record_row, RecordOrder, KEEP_TAGS};
 use super::entities::{customer, customer_tag, identity, merge, merge_candidate, source_record};
-use super::merges::{absorbed_row_wins, dropped_identity, MergeFacts, KEEP_CANDIDATES};
+use super::merges::{absorbed_row_wins, dropped_identity, ordered, MergeFacts, Moved, KEEP_CANDIDATES};
 use super::rows::{insert_rows, insert_statements, insert_statements_with_json_text, OnError};
 use super::shapes::{padded_in, rows_per_statement, slices_of};
 use super::{json_text, ph, IngestOutcome, Store, StoreError, StoreResult};
@@ -1078,15 +1078,12 @@ impl Pending {
         // that the party's own merge on written state redirects them too.
         let early: Vec<CustomerId> =
             self.absorbed.iter().filter(|(_, x)| customers.contains(&x.into)).map(|(c, _)| *c).collect();
-        for c in &early {
+        for c in early.iter().chain(customers) {
             if let Some(t) = self.created.remove(c) {
                 out.created.insert(*c, t);
             }
         }
         for c in customers {
-            if let Some(t) = self.created.remove(c) {
-                out.created.insert(*c, t);
-            }
             if let Some(slots) = self.slots.remove(c) {
                 identities.extend(slots.identities);
                 records.extend(slots.records);
@@ -1152,15 +1149,7 @@ impl Pending {
         let primary = |kind: IdentityKind| primaries.get(&(absorbed.0, kind.as_str())).cloned();
         let (email, phone) = (primary(IdentityKind::Email), primary(IdentityKind::Phone));
 
-        let mut moved = super::merges::Moved {
-            identities: Vec::new(),
-            dropped_identities: Vec::new(),
-            source_records: Vec::new(),
-            events: Vec::new(),
-            orders: Vec::new(),
-            tags,
-            redirected: Vec::new(),
-        };
+        let mut moved = Moved { tags, ..Moved::default() };
         let mut own = slots.identities;
         own.sort_unstable();
         for i in own {
@@ -1197,7 +1186,7 @@ impl Pending {
             }
         }
         moved.redirected.sort_unstable();
-        let pair = if survivor.0 <= absorbed.0 { (survivor.0, absorbed.0) } else { (absorbed.0, survivor.0) };
+        let pair = ordered(survivor.0, absorbed.0);
         for s in self.suggestions.iter_mut() {
             if (*s.customer_a.as_ref(), *s.customer_b.as_ref()) == pair && s.status.as_ref() == "pending" {
                 s.status = Set("accepted".into());

@@ -164,6 +164,7 @@ pub(crate) fn dropped_identity(row: &identity::Model) -> Value {
 }
 
 /// What a merge moved, as its ledger keeps it (`merges.moved`) for an unmerge.
+#[derive(Default)]
 pub(crate) struct Moved {
     pub identities: Vec<Uuid>,
     pub dropped_identities: Vec<Value>,
@@ -201,7 +202,8 @@ impl MergeFacts<'_> {
     }
 }
 
-fn ordered(a: Uuid, b: Uuid) -> (Uuid, Uuid) {
+/// A pair of customers in the order merge candidates store it.
+pub(crate) fn ordered(a: Uuid, b: Uuid) -> (Uuid, Uuid) {
     if a <= b {
         (a, b)
     } else {
@@ -322,8 +324,7 @@ impl Store {
         txn: &DatabaseTransaction,
         facts: MergeFacts<'_>,
     ) -> StoreResult<merge::ActiveModel> {
-        let MergeFacts { id, survivor, absorbed, rule, evidence, actor, reason, at } = facts;
-        let (s, a) = (survivor.0, absorbed.0);
+        let (s, a, at, actor) = (facts.survivor.0, facts.absorbed.0, facts.at, facts.actor);
         // Keys both hold: keep one row, the active one if either is active.
         let idents = identity::Entity::find()
             .filter(identity::Column::CustomerId.is_in([s, a]))
@@ -381,7 +382,7 @@ impl Store {
             tags,
             redirected,
         };
-        Ok(MergeFacts { id, survivor, absorbed, rule, evidence, actor, reason, at }.ledger_row(moved))
+        Ok(facts.ledger_row(moved))
     }
 
     /// Merge two customers by hand (the older id survives). Returns the merge id and survivor.
