@@ -289,18 +289,24 @@ pub fn names_clearly_differ(a: Option<&PersonName>, b: Option<&PersonName>) -> b
 
 /// Does a set of active keys respect the limits? Returns the first broken kind.
 fn limit_broken<'a>(rules: &Rules, keys: impl Iterator<Item = &'a IdentityKey>) -> Option<IdentityKind> {
-    let mut counts: BTreeMap<(IdentityKind, &str), BTreeSet<&str>> = BTreeMap::new();
-    for k in keys {
-        let ns = if k.kind.is_namespaced() { k.namespace.as_str() } else { "" };
-        counts.entry((k.kind, ns)).or_default().insert(k.value.as_str());
-    }
-    let mut broken: Vec<IdentityKind> = counts
-        .iter()
-        .filter(|((kind, _), vals)| vals.len() > rules.rule(*kind).max_per_customer)
-        .map(|((kind, _), _)| *kind)
+    // (kind, namespace, value), each once, sorted: a customer holds a handful of keys, so a
+    // list is cheaper than a map of sets (this runs for every link the rules weigh).
+    let mut held: Vec<(IdentityKind, &str, &str)> = keys
+        .map(|k| (k.kind, if k.kind.is_namespaced() { k.namespace.as_str() } else { "" }, k.value.as_str()))
         .collect();
-    broken.sort_by_key(|k| rules.priority(*k));
-    broken.into_iter().next()
+    held.sort_unstable();
+    held.dedup();
+    // The highest-priority kind over its limit; among equals, the first in (kind, namespace) order.
+    let mut broken: Option<IdentityKind> = None;
+    for same in held.chunk_by(|a, b| (a.0, a.1) == (b.0, b.1)) {
+        let kind = same[0].0;
+        if same.len() > rules.rule(kind).max_per_customer
+            && broken.is_none_or(|b| rules.priority(kind) < rules.priority(b))
+        {
+            broken = Some(kind);
+        }
+    }
+    broken
 }
 
 fn kind_label(kind: IdentityKind) -> &'static str {
@@ -332,13 +338,13 @@ pub fn plan<V: std::borrow::Borrow<CustomerView>>(
     target: Option<CustomerId>,
 ) -> Plan {
     let customers: Vec<&CustomerView> = customers.iter().map(V::borrow).collect();
-    let mut keys: Vec<IdentityKey> = record_keys.to_vec();
+    let mut keys: Vec<&IdentityKey> = record_keys.iter().collect();
     keys.sort_by(|a, b| rules.priority(a.kind).cmp(&rules.priority(b.kind)).then_with(|| a.cmp(b)));
     keys.dedup();
 
     // Every (key, customer) link, in priority order: key priority, active holder first, id.
     let mut links: Vec<(usize, &IdentityKey, &CustomerView, bool, Link)> = Vec::new();
-    for (ki, k) in keys.iter().enumerate() {
+    for (ki, k) in keys.iter().copied().enumerate() {
         let rule = rules.rule(k.kind);
         let mut holders: Vec<(&CustomerView, bool)> = customers
             .iter()
@@ -383,21 +389,24 @@ pub fn plan<V: std::borrow::Borrow<CustomerView>>(
     };
 
     // Active keys of the group so far, plus the record's keys not set aside.
-    let group_keys = |group: &[&CustomerView],
-                      set_aside: &BTreeMap<usize, String>,
-                      extra: Option<&CustomerView>,
-                      with_record: bool| {
-        let mut all: Vec<IdentityKey> = keys
+    fn group_keys<'k>(
+        keys: &[&'k IdentityKey],
+        group: &[&'k CustomerView],
+        set_aside: &BTreeMap<usize, String>,
+        extra: Option<&'k CustomerView>,
+        with_record: bool,
+    ) -> Vec<&'k IdentityKey> {
+        let mut all: Vec<&IdentityKey> = keys
             .iter()
             .enumerate()
             .filter(|(i, _)| with_record && !set_aside.contains_key(i))
-            .map(|(_, k)| k.clone())
+            .map(|(_, k)| *k)
             .collect();
         for c in group.iter().copied().chain(extra) {
-            all.extend(c.identities.iter().filter(|h| h.active).map(|h| h.key.clone()));
+            all.extend(c.identities.iter().filter(|h| h.active).map(|h| &h.key));
         }
         all
-    };
+    }
 
     for pass in [Link::Strong, Link::Attach] {
         for &(ki, k, c, _active, link) in &links {
@@ -420,10 +429,11 @@ pub fn plan<V: std::borrow::Borrow<CustomerView>>(
             // a broken limit blocks the link only when the record's key outranks the
             // linking key (a second platform id beats a shared email); otherwise the
             // surplus record key is set aside below and the link stands.
-            let broken = limit_broken(rules, group_keys(&group, &set_aside, Some(c), false).iter()).or_else(|| {
-                limit_broken(rules, group_keys(&group, &set_aside, Some(c), true).iter())
-                    .filter(|kind| rules.priority(*kind) < rules.priority(k.kind))
-            });
+            let broken = limit_broken(rules, group_keys(&keys, &group, &set_aside, Some(c), false).into_iter())
+                .or_else(|| {
+                    limit_broken(rules, group_keys(&keys, &group, &set_aside, Some(c), true).into_iter())
+                        .filter(|kind| rules.priority(*kind) < rules.priority(k.kind))
+                });
             let conflict = match (is_blocked, broken) {
                 (true, _) => Some("blocked_pair".to_string()),
                 (false, Some(kind)) => {
@@ -464,46 +474,42 @@ pub fn plan<V: std::borrow::Borrow<CustomerView>>(
 
     // Final status of each record key.
     let in_group = |id: CustomerId| group.iter().any(|g| g.id == id);
-    let mut active_so_far: Vec<IdentityKey> =
-        group.iter().flat_map(|c| c.identities.iter().filter(|h| h.active).map(|h| h.key.clone())).collect();
-    let mut statuses = Vec::with_capacity(keys.len());
-    for (ki, k) in keys.iter().enumerate() {
+    let mut active_so_far: Vec<&IdentityKey> =
+        group.iter().flat_map(|c| c.identities.iter().filter(|h| h.active).map(|h| &h.key)).collect();
+    let mut statuses: Vec<(&IdentityKey, KeyStatus)> = Vec::with_capacity(keys.len());
+    for (ki, k) in keys.iter().copied().enumerate() {
         if let Some(reason) = set_aside.get(&ki) {
-            statuses.push((k.clone(), KeyStatus::SetAside(reason.clone())));
+            statuses.push((k, KeyStatus::SetAside(reason.clone())));
             continue;
         }
         let active_holder = customers.iter().find(|c| c.identities.iter().any(|h| &h.key == k && h.active));
         let status = match active_holder {
             Some(c) if in_group(c.id) => KeyStatus::Active,
             Some(_) => KeyStatus::SetAside("held by another customer".into()),
-            None => {
-                let mut trial = active_so_far.clone();
-                trial.push(k.clone());
-                match limit_broken(rules, trial.iter()) {
-                    Some(kind) if kind == k.kind => KeyStatus::SetAside(format!(
-                        "limit: at most {} {}",
-                        rules.rule(kind).max_per_customer,
-                        kind_label(kind)
-                    )),
-                    _ => {
-                        active_so_far.push(k.clone());
-                        KeyStatus::Active
-                    }
+            None => match limit_broken(rules, active_so_far.iter().copied().chain(std::iter::once(k))) {
+                Some(kind) if kind == k.kind => KeyStatus::SetAside(format!(
+                    "limit: at most {} {}",
+                    rules.rule(kind).max_per_customer,
+                    kind_label(kind)
+                )),
+                _ => {
+                    active_so_far.push(k);
+                    KeyStatus::Active
                 }
-            }
+            },
         };
-        statuses.push((k.clone(), status));
+        statuses.push((k, status));
     }
     // Keep the caller's order.
-    let keys_out = record_keys.iter().filter_map(|k| statuses.iter().find(|(s, _)| s == k).cloned()).fold(
-        Vec::new(),
-        |mut acc: Vec<(IdentityKey, KeyStatus)>, item| {
+    let keys_out = record_keys
+        .iter()
+        .filter_map(|k| statuses.iter().find(|(s, _)| *s == k).map(|(s, status)| ((*s).clone(), status.clone())))
+        .fold(Vec::new(), |mut acc: Vec<(IdentityKey, KeyStatus)>, item| {
             if !acc.iter().any(|(k, _)| k == &item.0) {
                 acc.push(item);
             }
             acc
-        },
-    );
+        });
 
     let mut ids: Vec<CustomerId> = group.iter().map(|g| g.id).collect();
     ids.sort();

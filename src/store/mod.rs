@@ -552,17 +552,32 @@ impl BulkLoader {
 
 /// Placeholder `n` (1-based) for hand-written SQL on this backend.
 pub(crate) fn ph(backend: DatabaseBackend, n: usize) -> String {
+    let mut sql = String::new();
+    push_ph(&mut sql, backend, n);
+    sql
+}
+
+/// [`ph`], appended to `sql` (the bulk path writes thousands per statement).
+pub(crate) fn push_ph(sql: &mut String, backend: DatabaseBackend, n: usize) {
     match backend {
-        DatabaseBackend::Postgres => format!("${n}"),
-        _ => "?".to_string(),
+        DatabaseBackend::Postgres => {
+            use std::fmt::Write;
+            // Writing to a String cannot fail.
+            let _ = write!(sql, "${n}");
+        }
+        _ => sql.push('?'),
     }
 }
 
-/// The placeholder of parameter `n` for a JSON column bound as text: PostgreSQL parses it
-/// into `jsonb`, SQLite stores JSON as text.
-pub(crate) fn json_text(backend: DatabaseBackend, n: usize) -> String {
+/// The placeholder of parameter `n` for a JSON column bound as text, appended to `sql`:
+/// PostgreSQL parses it into `jsonb`, SQLite stores JSON as text.
+pub(crate) fn push_json_text(sql: &mut String, backend: DatabaseBackend, n: usize) {
     match backend {
-        DatabaseBackend::Postgres => format!("CAST({} AS jsonb)", ph(backend, n)),
-        _ => ph(backend, n),
+        DatabaseBackend::Postgres => {
+            sql.push_str("CAST(");
+            push_ph(sql, backend, n);
+            sql.push_str(" AS jsonb)");
+        }
+        _ => push_ph(sql, backend, n),
     }
 }

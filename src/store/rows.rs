@@ -7,7 +7,7 @@ use sea_orm::{
 };
 
 use super::shapes::{chunks_of, rows_per_statement};
-use super::{json_text, ph, StoreError, StoreResult};
+use super::{push_json_text, push_ph, StoreError, StoreResult};
 
 /// What a multi-row insert does when a row breaks a constraint (other than one its
 /// `ON CONFLICT` clause handles).
@@ -109,11 +109,11 @@ where
                 let given = if json_at == Some(c) { text.take() } else { None };
                 let value = match given {
                     Some(text) => {
-                        sql.push_str(&json_text(b, n));
+                        push_json_text(&mut sql, b, n);
                         sea_orm::Value::String(Some(Box::new(text)))
                     }
                     None => {
-                        sql.push_str(&ph(b, n));
+                        push_ph(&mut sql, b, n);
                         let value = row.take(*col).into_value().ok_or_else(|| {
                             StoreError::Corrupt(format!("{table}.{} not set on a bulk insert", col.to_string()))
                         })?;
