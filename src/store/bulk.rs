@@ -14,11 +14,6 @@
 //! attaches to it. So the result equals ingesting the records one by one, in order.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
-
-/// The batch's maps, keyed by customer ids, key digests and key texts: foldhash instead
-/// of the default SipHash (the hashing was ~1 % of an import's CPU), seeded per process.
-type FastMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
-type FastSet<T> = HashSet<T, foldhash::fast::RandomState>;
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
@@ -34,13 +29,18 @@ use super::entities::{customer, customer_tag, identity, merge, merge_candidate, 
 use super::merges::{absorbed_row_wins, dropped_identity, ordered, MergeFacts, Moved, KEEP_CANDIDATES};
 use super::rows::{insert_rows, insert_statements, insert_statements_with_json_text, OnError};
 use super::shapes::{padded_in, rows_per_statement, slices_of};
-use super::{ph, push_json_text, push_ph, IngestOutcome, Store, StoreError, StoreResult};
+use super::{ph, push_tuple, IngestOutcome, Store, StoreError, StoreResult};
 use crate::identity::keys::Extracted;
 use crate::identity::normalize::PersonName;
 use crate::identity::rules::{self, Blocked, CustomerView, HeldKey, KeyStatus, Target};
 use crate::identity::survivorship::{golden_record_with, GoldenRecord};
 use crate::identity::{IdentityKey, IdentityKind, KeyExtractor, Observation, RejectedIdentifier};
 use crate::ids::CustomerId;
+
+/// The batch's maps, keyed by customer ids, key digests and key texts: foldhash instead
+/// of the default SipHash (the hashing was ~1 % of an import's CPU), seeded per process.
+type FastMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
+type FastSet<T> = HashSet<T, foldhash::fast::RandomState>;
 
 /// One record of a bulk batch, with everything that depends on the record alone worked
 /// out already (its keys, their digests, its parsed name, its payload): that is pure and
@@ -978,21 +978,9 @@ impl Store {
                 }
                 None => serde_json::to_string(&golden.traits),
             };
-            let n = values.len();
-            // The JSON columns (7th and 8th) are bound as text: a document tree would be
-            // deep-copied on its way to the driver, which then serialises it anyway.
-            tuples.push_str(if n == 0 { "(" } else { ", (" });
-            for i in 1..=width {
-                if i > 1 {
-                    tuples.push_str(", ");
-                }
-                if i == 7 || i == 8 {
-                    push_json_text(&mut tuples, b, n + i);
-                } else {
-                    push_ph(&mut tuples, b, n + i);
-                }
-            }
-            tuples.push(')');
+            // The JSON columns (addresses and traits) are bound as text: a document tree would
+            // be deep-copied on its way to the driver, which then serialises it anyway.
+            push_tuple(&mut tuples, b, values.len(), width, |c| c == 6 || c == 7);
             let early = new.and_then(|n| n.absorbed.get(id));
             let primary = |kind: IdentityKind| primaries.get(&(id.0, kind.as_str())).cloned();
             let (email, phone) = match early {

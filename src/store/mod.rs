@@ -558,7 +558,7 @@ pub(crate) fn ph(backend: DatabaseBackend, n: usize) -> String {
 }
 
 /// [`ph`], appended to `sql` (the bulk path writes thousands per statement).
-pub(crate) fn push_ph(sql: &mut String, backend: DatabaseBackend, n: usize) {
+fn push_ph(sql: &mut String, backend: DatabaseBackend, n: usize) {
     match backend {
         DatabaseBackend::Postgres => {
             use std::fmt::Write;
@@ -569,9 +569,33 @@ pub(crate) fn push_ph(sql: &mut String, backend: DatabaseBackend, n: usize) {
     }
 }
 
+/// One tuple of a multi-row `VALUES` list, appended to `sql` after the `after` parameters
+/// already bound: placeholders for the next `width`, the columns (0-based) where `json`
+/// says so as JSON bound as text ([`push_json_text`]).
+pub(crate) fn push_tuple(
+    sql: &mut String,
+    backend: DatabaseBackend,
+    after: usize,
+    width: usize,
+    json: impl Fn(usize) -> bool,
+) {
+    sql.push_str(if after == 0 { "(" } else { ", (" });
+    for c in 0..width {
+        if c > 0 {
+            sql.push_str(", ");
+        }
+        if json(c) {
+            push_json_text(sql, backend, after + c + 1);
+        } else {
+            push_ph(sql, backend, after + c + 1);
+        }
+    }
+    sql.push(')');
+}
+
 /// The placeholder of parameter `n` for a JSON column bound as text, appended to `sql`:
 /// PostgreSQL parses it into `jsonb`, SQLite stores JSON as text.
-pub(crate) fn push_json_text(sql: &mut String, backend: DatabaseBackend, n: usize) {
+fn push_json_text(sql: &mut String, backend: DatabaseBackend, n: usize) {
     match backend {
         DatabaseBackend::Postgres => {
             sql.push_str("CAST(");

@@ -7,7 +7,7 @@ use sea_orm::{
 };
 
 use super::shapes::{chunks_of, rows_per_statement};
-use super::{push_json_text, push_ph, StoreError, StoreResult};
+use super::{push_tuple, StoreError, StoreResult};
 
 /// What a multi-row insert does when a row breaks a constraint (other than one its
 /// `ON CONFLICT` clause handles).
@@ -99,21 +99,14 @@ where
         let mut sql = String::with_capacity(head.len() + chunk.len() * width * 5 + tail.len() + 1);
         sql.push_str(&head);
         let mut values: Vec<sea_orm::Value> = Vec::with_capacity(chunk.len() * width);
-        for (r, (mut row, mut text)) in chunk.into_iter().enumerate() {
-            sql.push_str(if r == 0 { "(" } else { ", (" });
+        for (mut row, mut text) in chunk {
+            // The row's JSON column is bound as text when the row comes with its text.
+            let text_at = json_at.filter(|_| text.is_some());
+            push_tuple(&mut sql, b, values.len(), width, |c| text_at == Some(c));
             for (c, col) in columns.iter().enumerate() {
-                if c > 0 {
-                    sql.push_str(", ");
-                }
-                let n = values.len() + 1;
-                let given = if json_at == Some(c) { text.take() } else { None };
-                let value = match given {
-                    Some(text) => {
-                        push_json_text(&mut sql, b, n);
-                        sea_orm::Value::String(Some(Box::new(text)))
-                    }
+                let value = match text.take_if(|_| text_at == Some(c)) {
+                    Some(text) => sea_orm::Value::String(Some(Box::new(text))),
                     None => {
-                        push_ph(&mut sql, b, n);
                         let value = row.take(*col).into_value().ok_or_else(|| {
                             StoreError::Corrupt(format!("{table}.{} not set on a bulk insert", col.to_string()))
                         })?;
@@ -122,7 +115,6 @@ where
                 };
                 values.push(value);
             }
-            sql.push(')');
         }
         if !tail.is_empty() {
             sql.push(' ');
